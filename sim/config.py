@@ -1,0 +1,201 @@
+"""The run configuration: one frozen dataclass, every field with a default and a comment.
+
+Overrides go through `with_overrides`, which parses `key=value` strings against the field's
+type and rejects unknown keys, wrong types and out-of-range values with a one-line
+`ConfigError`. This module must not import torch (the CLI lists scenarios without it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A user-supplied setting that cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- model ---
+    model: str = "transformer"      # transformer | mlp
+    vocab_size: int = 16            # toy-language vocabulary (incl. 4 special tokens)
+    seq_len: int = 24               # tokens per training sequence
+    d_model: int = 48               # embedding width
+    n_layer: int = 2                # transformer blocks
+    n_head: int = 4                 # attention heads
+    attn_mask_value: str = "min"    # what masked scores are filled with: min (finfo.min) | -inf
+    # --- data ---
+    data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding)
+    padding_side: str = "right"     # right | left (sft data only)
+    length_grouped: bool = False    # sft: batch sequences of similar length together
+    # --- optimisation ---
+    optimizer: str = "adamw"        # adamw | adam | sgd
+    lr: float = 1e-2                # peak learning rate
+    momentum: float = 0.9           # sgd only
+    weight_decay: float = 0.0
+    batch_size: int = 32            # sequences per micro-batch
+    grad_accum_steps: int = 1       # micro-batches per optimizer step
+    grad_clip: float = 0.0          # max global grad norm; 0 = off
+    warmup_steps: int = 0           # linear warmup from lr/100 to lr
+    schedule: str = "constant"      # constant | cosine | linear (decay after warmup)
+    steps: int = 60                 # optimizer steps
+    skip_nonfinite: bool = False    # skip updates whose loss/grads are not finite
+    # --- numerics ---
+    precision: str = "fp32"         # fp32 | fp16 | bf16 (autocast)
+    loss_scale: str = "dynamic"     # fp16 only: dynamic | none | a fixed number, e.g. 65536
+    # --- memory ---
+    memory_budget_mib: float = 0.0  # simulated device capacity in MiB (2^20 B); 0 = unlimited
+    activation_checkpointing: bool = False
+    track_memory: bool = True       # count allocations on the simulated device (costs time)
+    # --- evaluation ---
+    eval_every: int = 0             # steps between held-out evaluations; 0 = only at the end
+    eval_batch_size: int = 64       # sequences in the held-out batch
+    # --- decoding (used by scenarios that generate text) ---
+    decode: str = "greedy"          # greedy | sample
+    temperature: float = 1.0
+    top_k: int = 0                  # 0 = off
+    top_p: float = 1.0              # 1.0 = off
+    repetition_penalty: float = 1.0 # 1.0 = off
+    no_repeat_ngram: int = 0        # 0 = off
+    gen_tokens: int = 40            # tokens generated per sample
+    kv_cache: bool = True
+    # --- run ---
+    seed: int = 0
+    device: str = "cpu"             # cpu | cuda
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum_steps * self.seq_len
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model": ("transformer", "mlp"),
+    "attn_mask_value": ("min", "-inf"),
+    "data": ("markov", "sft"),
+    "padding_side": ("right", "left"),
+    "optimizer": ("adamw", "adam", "sgd"),
+    "schedule": ("constant", "cosine", "linear"),
+    "precision": ("fp32", "fp16", "bf16"),
+    "decode": ("greedy", "sample"),
+    "device": ("cpu", "cuda"),
+}
+
+# (lowest allowed, whether the lowest itself is allowed)
+_LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
+    "vocab_size": (8, True), "seq_len": (4, True), "d_model": (4, True), "n_layer": (1, True),
+    "n_head": (1, True), "lr": (0, False), "momentum": (0, True), "weight_decay": (0, True),
+    "batch_size": (1, True), "grad_accum_steps": (1, True), "grad_clip": (0, True),
+    "warmup_steps": (0, True), "steps": (1, True), "memory_budget_mib": (0, True),
+    "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
+    "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),
+    "no_repeat_ngram": (0, True), "gen_tokens": (1, True), "seed": (0, True),
+}
+_UPPER_BOUNDS: dict[str, float] = {"vocab_size": 64, "d_model": 1024, "n_layer": 24, "top_p": 1.0, "momentum": 1.0, "lr": 100.0, "steps": 100_000,
+                                   "seq_len": 4096, "batch_size": 65_536}
+
+_TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool}
+FIELD_TYPES: dict[str, type] = {f.name: _TYPE_NAMES[f.type] for f in fields(TrainConfig)}
+
+
+def did_you_mean(name: str, options) -> str:
+    """' (did you mean 'x'?)' or '' — for one-line error messages."""
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def parse_value(key: str, raw: Any) -> Any:
+    """Turn a user's value for `key` into the field's type, or raise ConfigError."""
+    if key not in FIELD_TYPES:
+        raise ConfigError(f"unknown setting '{key}'{did_you_mean(key, FIELD_TYPES)}")
+    kind = FIELD_TYPES[key]
+    if not isinstance(raw, str):
+        value = raw
+    elif kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            value = True
+        elif lowered in ("0", "false", "no", "off"):
+            value = False
+        else:
+            raise ConfigError(f"{key}={raw!r}: expected true or false")
+    elif kind is int:
+        try:
+            as_float = float(raw)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r}: expected an integer") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"{key}={raw!r}: expected an integer")
+        value = int(as_float)
+    elif kind is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r}: expected a number") from None
+    else:
+        value = raw.strip()
+    _check_value(key, value)
+    return value
+
+
+def _check_value(key: str, value: Any) -> None:
+    kind = FIELD_TYPES[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}={value!r}: expected {kind.__name__}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: must be a finite number")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key}={value!r}: choose one of {', '.join(CHOICES[key])}"
+                          f"{did_you_mean(value, CHOICES[key])}")
+    if key == "loss_scale" and value not in ("dynamic", "none"):
+        try:
+            scale = float(value)
+        except ValueError:
+            raise ConfigError(f"loss_scale={value!r}: expected dynamic, none or a number") from None
+        if not scale > 0:
+            raise ConfigError(f"loss_scale={value!r}: must be positive")
+    if key in _LOWER_BOUNDS:
+        low, inclusive = _LOWER_BOUNDS[key]
+        if value < low or (value == low and not inclusive):
+            relation = "at least" if inclusive else "greater than"
+            raise ConfigError(f"{key}={value!r}: must be {relation} {low:g}")
+    if key in _UPPER_BOUNDS and value > _UPPER_BOUNDS[key]:
+        raise ConfigError(f"{key}={value!r}: must be at most {_UPPER_BOUNDS[key]:g}")
+
+
+def parse_assignments(pairs) -> dict[str, Any]:
+    """['lr=1e-3', 'grad_clip=1'] -> {'lr': 0.001, 'grad_clip': 1.0}."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"'{pair}': expected key=value, e.g. lr=3e-4")
+        parsed[key] = parse_value(key, raw.strip())
+    return parsed
+
+
+def with_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
+    """A copy of `config` with `overrides` applied (values parsed and checked)."""
+    parsed = {key: parse_value(key, value) for key, value in overrides.items()}
+    parsed = {key: float(v) if FIELD_TYPES[key] is float else v for key, v in parsed.items()}
+    new = dataclasses.replace(config, **parsed)
+    validate(new)
+    return new
+
+
+def validate(config: TrainConfig) -> None:
+    """Cross-field checks that a single value cannot catch."""
+    if config.d_model % config.n_head:
+        raise ConfigError(f"d_model={config.d_model} must be divisible by n_head={config.n_head}")
+    if config.memory_budget_mib and not config.track_memory:
+        raise ConfigError("memory_budget_mib needs track_memory=true (the budget is enforced by the tracker)")
+    if config.warmup_steps > config.steps:
+        raise ConfigError(f"warmup_steps={config.warmup_steps} exceeds steps={config.steps}")

@@ -1,0 +1,54 @@
+"""The live console table: a readable row every few steps, with a progress counter."""
+from __future__ import annotations
+
+import math
+import sys
+
+COLUMNS = (("loss", "loss", 9), ("grad_norm", "grad_norm", 10), ("lr", "lr", 9),
+           ("update_ratio", "upd/param", 10), ("nonfinite", "non-finite", 10),
+           ("mem_mib", "mem MiB", 8), ("eval_loss", "eval", 8))
+
+
+def fmt(value, width: int) -> str:
+    if value is None:
+        return "nan".rjust(width)
+    if isinstance(value, bool):
+        return str(value).rjust(width)
+    if isinstance(value, int):
+        return str(value).rjust(width)
+    if value == 0:
+        return "0".rjust(width)
+    magnitude = abs(value)
+    text = f"{value:.3e}" if magnitude >= 1e5 or magnitude < 1e-3 else f"{value:.4g}"
+    return text.rjust(width)
+
+
+class LiveTable:
+    """A Recorder listener: prints the header once, then selected step rows."""
+
+    def __init__(self, total_steps: int, out=None, rows: int = 12) -> None:
+        self.total = total_steps
+        self.every = max(1, math.ceil(total_steps / rows))
+        self.out = out or sys.stdout
+        self.width = len(str(total_steps))
+        self._printed_header = False
+        self._seen_nonfinite = False
+
+    def header(self) -> str:
+        step = "step".rjust(2 * self.width + 3)
+        return step + " " + " ".join(label.rjust(width) for _, label, width in COLUMNS)
+
+    def __call__(self, record: dict, run=None) -> None:
+        if not self._printed_header:
+            print(self.header(), file=self.out)
+            self._printed_header = True
+        step = record["step"]
+        first_bad = record["nonfinite"] and not self._seen_nonfinite
+        self._seen_nonfinite = self._seen_nonfinite or bool(record["nonfinite"])
+        last = step == self.total - 1
+        if step % self.every and not first_bad and not last and record.get("eval_loss") is None:
+            return
+        progress = f"[{step + 1:>{self.width}}/{self.total}]"
+        cells = " ".join(fmt(record.get(key), width) for key, _, width in COLUMNS)
+        note = "  <- first non-finite values" if first_bad else ""
+        print(f"{progress} {cells}{note}", file=self.out, flush=True)

@@ -1,0 +1,128 @@
+"""Autoregressive decoding with a KV cache, and the text metrics of a trained run.
+
+`generate` prefills the prompt once, then feeds one token per step and reuses the cached keys
+and values; with `kv_cache=False` it re-reads the whole prefix every step instead (slow, but
+with no cache to get wrong). Each step turns the last position's logits into a token:
+
+    logits -> repetition penalty -> no-repeat-n-gram ban -> greedy argmax
+                                                         or temperature -> top-k -> top-p -> sample
+
+Callbacks see every cached forward pass through `on_decode_step` (that is where the KV-cache
+faults in `faults.py` live).
+"""
+from __future__ import annotations
+
+import torch
+
+from . import repetition
+from .models import KVCache, TinyTransformer
+
+N_PROMPTS = 16
+PROMPT_LEN = 4
+SAMPLE_SEED_OFFSET = 8191    # decoding draws its own random numbers, apart from training's
+
+
+def generate(model, prompts, config, callbacks=(), run=None) -> torch.LongTensor:
+    """Continue `prompts` (batch, prompt_len) by `config.gen_tokens` tokens.
+
+    Returns the full sequences, prompt included: (batch, prompt_len + gen_tokens). Uses the
+    decoding fields of `config` (decode, temperature, top_k, top_p, repetition_penalty,
+    no_repeat_ngram, kv_cache) and is deterministic for `config.seed`. The model is put in eval
+    mode for the call and restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(config.seed + SAMPLE_SEED_OFFSET)
+    tokens = prompts.to(device)
+    # only the transformer keeps keys/values; other models always re-read the prefix
+    cache = KVCache() if config.kv_cache and isinstance(model, TinyTransformer) else None
+    try:
+        with torch.no_grad():
+            for step in range(config.gen_tokens):
+                if cache is None:
+                    logits = model(tokens)[:, -1]                   # re-read the whole prefix
+                else:
+                    # step 0 prefills the prompt; later steps feed only the newest token
+                    new = tokens if step == 0 else tokens[:, -1:]
+                    positions = _fire_decode_step(callbacks, run, step, cache)
+                    logits = model(new, cache=cache, positions=positions)[:, -1]
+                next_token = choose(logits.float(), tokens, config, gen)
+                tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+    finally:
+        model.train(was_training)
+    return tokens
+
+
+def _fire_decode_step(callbacks, run, step, cache):
+    """`on_decode_step` on every callback; the last non-None answer replaces the positions."""
+    positions = None
+    for callback in callbacks:
+        replaced = getattr(callback, "on_decode_step", lambda *a: None)(run, step, cache)
+        if replaced is not None:
+            positions = replaced
+    return positions
+
+
+def choose(logits, tokens, config, gen) -> torch.Tensor:
+    """One next token per row from the last-position `logits` (batch, vocab)."""
+    logits = logits.clone()
+    if config.repetition_penalty != 1.0:
+        apply_repetition_penalty(logits, tokens, config.repetition_penalty)
+    if config.no_repeat_ngram > 0:
+        ban_repeated_ngrams(logits, tokens, config.no_repeat_ngram)
+    if config.decode == "greedy":
+        return logits.argmax(dim=-1)                   # temperature/top-k/top-p do not apply
+    logits = logits / config.temperature
+    if config.top_k > 0:
+        kth = logits.topk(min(config.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    if config.top_p < 1.0:
+        probs = nucleus(probs, config.top_p)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(1)
+
+
+def apply_repetition_penalty(logits, tokens, penalty: float) -> None:
+    """CTRL-style, in place: for every token already in the row, divide a positive logit by
+    `penalty` and multiply a negative one, so it always becomes less likely. It depends only on
+    *whether* a token occurred, not how often."""
+    seen = logits.gather(1, tokens)
+    logits.scatter_(1, tokens, torch.where(seen > 0, seen / penalty, seen * penalty))
+
+
+def ban_repeated_ngrams(logits, tokens, n: int) -> None:
+    """In place: forbid any token that would complete an n-gram already present in the row."""
+    if tokens.shape[1] < n:
+        return
+    for row, seq in enumerate(tokens.tolist()):
+        prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+        banned = {seq[i + n - 1] for i in range(len(seq) - n + 1)
+                  if tuple(seq[i:i + n - 1]) == prefix}
+        if banned:
+            logits[row, list(banned)] = float("-inf")
+
+
+def nucleus(probs, top_p: float):
+    """Keep the smallest set of most likely tokens whose probability reaches `top_p`."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs      # mass of the tokens ranked above
+    sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)   # the top token always stays
+    return torch.zeros_like(probs).scatter(1, order, sorted_probs)
+
+
+def sample_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
+    """Generate continuations of the run's prompts with its decoding settings and measure them.
+
+    Returns the continuations (prompt stripped) and the repetition metrics of
+    `repetition.summarize` plus `valid_rate`, the share of generated transitions the toy
+    grammar allows (judged with the prompt as context for the first two tokens).
+    """
+    prompts = run.stream.prompts(N_PROMPTS, PROMPT_LEN)
+    full = generate(run.model, prompts, run.config, callbacks, run=run).cpu().tolist()
+    samples = [seq[PROMPT_LEN:] for seq in full]
+    metrics = repetition.summarize(samples)
+    valid = run.stream.grammar.valid
+    metrics["valid_rate"] = sum(repetition.valid_rate(seq, valid, PROMPT_LEN)
+                                for seq in full) / len(full)
+    return samples, metrics

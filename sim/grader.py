@@ -1,0 +1,72 @@
+"""The grader: check the named cause, then re-run the seeded training with the fix.
+
+The verdict on a fix comes only from the re-run's telemetry judged by the scenario's criterion:
+- resolved      every check passes;
+- masked        the only failing check is "finite", and every non-finite step was silently
+                skipped: the run looks healthy but the fault still fires;
+- not_resolved  anything else.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+from .runner import RunResult, execute
+from .scenario import Check, Scenario
+
+
+@dataclass
+class Verdict:
+    scenario_id: str
+    seed: int
+    actual_cause: str
+    named_cause: str | None
+    cause_correct: bool
+    fix_ids: tuple[str, ...]
+    sets: dict
+    fix_verdict: str                 # resolved | not_resolved | masked
+    passed: bool
+    before_checks: list[Check]
+    after_checks: list[Check]
+    before: RunResult
+    after: RunResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario_id, "seed": self.seed, "passed": self.passed,
+            "cause_correct": self.cause_correct, "named_cause": self.named_cause,
+            "actual_cause": self.actual_cause, "fixes": list(self.fix_ids), "sets": self.sets,
+            "fix_verdict": self.fix_verdict,
+            "before": {"summary": self.before.summary,
+                       "checks": [asdict(c) for c in self.before_checks]},
+            "after": {"summary": self.after.summary,
+                      "checks": [asdict(c) for c in self.after_checks]},
+        }
+
+
+def fix_verdict(checks: Sequence[Check], summary: Mapping[str, Any]) -> str:
+    failed = [check.name for check in checks if not check.ok]
+    if not failed:
+        return "resolved"
+    hidden = summary.get("nonfinite_steps", 0) == summary.get("suppressed_steps", 0) > 0
+    return "masked" if failed == ["finite"] and hidden else "not_resolved"
+
+
+def grade(scenario: Scenario, seed: int, named_cause: str | None, fix_ids: Sequence[str] = (),
+          sets: Mapping[str, Any] | None = None, cause_id: str | None = None,
+          before: RunResult | None = None, after_dir=None, listeners=()) -> Verdict:
+    """Grade a diagnosis. The hidden cause is the seed's draw unless `cause_id` overrides it
+    (instructors, tests). `before` reuses an earlier run of the broken training."""
+    actual = cause_id or scenario.draw_cause(seed).id
+    if named_cause is not None:
+        scenario.cause(named_cause)                       # unknown names fail loudly
+    if before is None:
+        before = execute(scenario, seed, actual)
+    after = execute(scenario, seed, actual, fix_ids, sets, out_dir=after_dir, listeners=listeners)
+    before_checks = scenario.criterion.judge(before.summary)
+    after_checks = scenario.criterion.judge(after.summary)
+    verdict = fix_verdict(after_checks, after.summary)
+    correct = named_cause == actual
+    return Verdict(scenario.id, seed, actual, named_cause, correct, tuple(fix_ids),
+                   dict(sets or {}), verdict, correct and verdict == "resolved",
+                   before_checks, after_checks, before, after)

@@ -1,0 +1,230 @@
+"""The training loop: one function, readable in one sitting.
+
+Each step runs the same labelled stages in the same order, and the hook points (see
+`callbacks.py`) sit exactly at their boundaries, so a fault or a fix can be mapped onto the
+line of the loop it changes:
+
+    1. learning rate     2. forward + loss     3. backward     4. unscale + measure
+    5. clip              6. update             7. zero grads    8. evaluate     9. log
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .callbacks import CallbackList
+from .config import TrainConfig
+from .data import IGNORE, Batch, make_stream
+from .device import MiB, SimulatedDevice
+from .models import build_model
+
+
+@dataclass
+class Control:
+    """Flags a callback may set; the loop reads them."""
+    skip_update: bool = False
+    stop: bool = False
+
+
+@dataclass
+class Run:
+    """What the loop shares with callbacks: the live objects and the current step's state."""
+    config: TrainConfig
+    model: Any
+    optimizer: Any
+    stream: Any
+    device: SimulatedDevice
+    scaler: Any = None
+    step: int = 0
+    lr: float = 0.0
+    batch: Batch | None = None
+    logits: Any = None                 # last micro-batch's logits, still attached to the graph
+    loss: float = float("nan")         # mean loss over the step's micro-batches
+    grad_norm: float = float("nan")    # global gradient norm before clipping, unscaled
+    grads_finite: bool = True
+    updated: bool = False              # whether the optimizer applied this step's update
+    eval_loss: float | None = None
+    loss_scale: float | None = None
+    control: Control = field(default_factory=Control)
+    status: str = "running"            # running | completed | oom | interrupted | error
+    error: str | None = None
+
+
+def lr_at(config: TrainConfig, step: int) -> float:
+    """Linear warmup from lr/100 to lr, then constant, cosine or linear decay to lr/10."""
+    if step < config.warmup_steps:
+        return config.lr * (0.01 + 0.99 * step / config.warmup_steps)
+    if config.schedule == "constant":
+        return config.lr
+    progress = (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1)
+    floor = config.lr * 0.1
+    if config.schedule == "cosine":
+        return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return config.lr - (config.lr - floor) * progress
+
+
+def build_optimizer(config: TrainConfig, model) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay, foreach=True)
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+
+
+def token_loss(logits, targets):
+    """Summed cross-entropy over supervised positions, and how many positions there were."""
+    loss_sum = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                               ignore_index=IGNORE, reduction="sum")
+    return loss_sum, (targets != IGNORE).sum()
+
+
+def autocast_for(config: TrainConfig):
+    if config.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if config.precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=config.device, dtype=dtype)
+
+
+def loss_scale_of(config: TrainConfig) -> float | str | None:
+    """None without scaling, 'dynamic' for a GradScaler, or a fixed factor."""
+    if config.precision != "fp16" or config.loss_scale == "none":
+        return None
+    return "dynamic" if config.loss_scale == "dynamic" else float(config.loss_scale)
+
+
+def evaluate(run: Run, callbacks: CallbackList) -> float:
+    """Held-out loss on a fixed batch, without building a graph (unless a fault re-enables it)."""
+    run.model.eval()
+    with torch.no_grad(), run.device.phase_of("activations"):
+        callbacks.fire("on_eval_start", run)
+        with run.device.untracked():
+            batch = run.stream.eval_batch()
+        with autocast_for(run.config):
+            logits = run.model(batch.tokens.to(run.config.device),
+                               _to(batch.key_padding, run.config.device))
+        loss_sum, count = token_loss(logits, batch.targets.to(run.config.device))
+        value = (loss_sum / count.clamp(min=1)).item()
+    run.model.train()
+    return value
+
+
+def train(config: TrainConfig, callbacks=()) -> Run:
+    """Train a fresh model under `config`; callbacks observe and alter the run.
+
+    A simulated out-of-memory error propagates (as a real one would) after `on_run_end`.
+    """
+    torch.manual_seed(config.seed)
+    device = SimulatedDevice(int(config.memory_budget_mib * MiB), enabled=config.track_memory)
+    stream = make_stream(config)
+    model = build_model(config).to(config.device)
+    optimizer = build_optimizer(config, model)
+    scale = loss_scale_of(config)
+    scaler = torch.amp.GradScaler(config.device) if scale == "dynamic" else None
+    run = Run(config, model, optimizer, stream, device, scaler)
+    hooks = CallbackList(callbacks)
+    try:
+        with device:
+            device.track_module(model)
+            hooks.fire("on_run_start", run)
+            for step in range(config.steps):
+                run.step, run.control = step, Control()
+                device.reset_step_peak()
+                # 1. learning rate
+                run.lr = lr_at(config, step)
+                for group in optimizer.param_groups:
+                    group["lr"] = run.lr
+                hooks.fire("on_step_start", run)
+                losses = []
+                for micro in range(config.grad_accum_steps):
+                    # 2. forward + loss
+                    with device.untracked():               # the data pipeline is host-side
+                        batch = hooks.batch(run, stream.batch(step, micro))
+                    with device.phase_of("inputs"):            # copying the batch to the device
+                        run.batch = batch = Batch(batch.tokens.to(config.device, copy=True),
+                                                  batch.targets.to(config.device, copy=True),
+                                                  _to(batch.key_padding, config.device))
+                    with device.phase_of("activations"), autocast_for(config):
+                        run.logits = model(batch.tokens, batch.key_padding)
+                        loss_sum, n_tokens = token_loss(run.logits, batch.targets)
+                        loss = loss_sum / n_tokens.clamp(min=1)
+                        loss = hooks.loss(run, loss_sum, n_tokens, loss)
+                    losses.append(loss.detach())
+                    # 3. backward (gradients add up across micro-batches)
+                    with device.phase_of("gradients"):
+                        scaled = loss / config.grad_accum_steps
+                        if scaler is not None:
+                            scaled = scaler.scale(scaled)
+                        elif scale is not None:
+                            scaled = scaled * scale
+                        scaled.backward()
+                run.loss = torch.stack(losses).mean().item()
+                # 4. unscale + measure
+                with device.phase_of("gradients"):
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)
+                        run.loss_scale = scaler.get_scale()
+                    elif scale is not None:
+                        for p in model.parameters():
+                            if p.grad is not None:
+                                p.grad.div_(scale)
+                        run.loss_scale = scale
+                    grads = [p.grad for p in model.parameters() if p.grad is not None]
+                    run.grad_norm = torch.linalg.vector_norm(
+                        torch.stack(torch._foreach_norm(grads))).item() if grads else 0.0
+                run.grads_finite = math.isfinite(run.grad_norm)
+                hooks.fire("on_after_backward", run)
+                # 5. clip
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                hooks.fire("on_before_update", run)
+                # 6. update (optionally skipping non-finite steps)
+                skip = run.control.skip_update or (
+                    config.skip_nonfinite and not (run.grads_finite and math.isfinite(run.loss)))
+                with device.phase_of("optimizer_state"):
+                    if skip:
+                        run.updated = False
+                        if scaler is not None:
+                            scaler.update()
+                    elif scaler is not None:
+                        before = scaler.get_scale()
+                        scaler.step(optimizer)
+                        scaler.update()
+                        run.updated = scaler.get_scale() >= before   # a backoff means skipped
+                    else:
+                        optimizer.step()
+                        run.updated = True
+                # 7. zero grads
+                optimizer.zero_grad(set_to_none=True)
+                # 8. evaluate
+                last = step == config.steps - 1
+                if last or (config.eval_every and (step + 1) % config.eval_every == 0):
+                    run.eval_loss = evaluate(run, hooks)
+                else:
+                    run.eval_loss = None
+                # 9. log
+                hooks.fire("on_step_end", run)
+                run.logits = None
+                if run.control.stop:
+                    break
+        run.status = "completed"
+    except KeyboardInterrupt:
+        run.status = "interrupted"
+        raise
+    except Exception as error:
+        from .device import SimulatedOutOfMemory
+        run.status = "oom" if isinstance(error, SimulatedOutOfMemory) else "error"
+        run.error = str(error)
+        raise
+    finally:
+        hooks.fire("on_run_end", run)
+    return run
+
+
+def _to(tensor, device: str):
+    return None if tensor is None else tensor.to(device, copy=True)

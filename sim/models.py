@@ -1,0 +1,174 @@
+"""Tiny models with their insides in plain sight: attention → MLP → block → transformer, and an MLP LM.
+
+The attention is written out (scores, scaling, masking, softmax) so scenarios can break any of
+those steps. Both models map token ids of shape (batch, time) to logits (batch, time, vocab).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the tokens seen so far, one (k, v) pair per layer."""
+    keys: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[2] if self.keys else 0
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_head: int, mask_value: str = "min") -> None:
+        super().__init__()
+        self.n_head, self.head_dim = n_head, d_model // n_head
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.mask_value = mask_value
+
+    def forward(self, x, rope, allowed, cache: KVCache | None = None, layer: int = 0):
+        batch, time, width = x.shape
+        q, k, v = self.qkv(x).split(width, dim=2)
+        q, k, v = (t.view(batch, time, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        q, k = rotate(q, *rope), rotate(k, *rope)          # rotary: position enters q·k
+        if cache is not None:                               # decoding: prepend what came before
+            if layer < len(cache.keys):
+                k = torch.cat([cache.keys[layer], k], dim=2)
+                v = torch.cat([cache.values[layer], v], dim=2)
+                cache.keys[layer], cache.values[layer] = k, v
+            else:
+                cache.keys.append(k)
+                cache.values.append(v)
+        # scores: how much each query position attends to each key position
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+        fill = float("-inf") if self.mask_value == "-inf" else torch.finfo(scores.dtype).min
+        weights = F.softmax(scores.masked_fill(~allowed, fill), dim=-1)
+        out = (weights @ v).transpose(1, 2).reshape(batch, time, width)
+        return self.proj(out)
+
+
+def rotary_tables(positions, head_dim: int):
+    """cos/sin of the rotary angles for each position: computed once per forward pass."""
+    half = head_dim // 2
+    freqs = 10000.0 ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    angles = positions[:, None].float() * freqs[None, :]                 # (time, half)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x, cos, sin):
+    """Rotary position embedding: turn each pair of channels by an angle set by the position."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def attention_mask(query_positions, key_count: int, key_padding=None):
+    """True where a query may attend to a key: not in its future, and not padding."""
+    key_positions = torch.arange(key_count, device=query_positions.device)
+    allowed = key_positions[None, :] <= query_positions[:, None]            # causal
+    if key_padding is not None:                                             # (batch, keys)
+        allowed = allowed[None, None] & ~key_padding[:, None, None, :]
+    return allowed
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.up = nn.Linear(d_model, 4 * d_model)
+        self.down = nn.Linear(4 * d_model, d_model)
+
+    def forward(self, x):
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_head: int, mask_value: str) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_head, mask_value)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = FeedForward(d_model)
+
+    def forward(self, x, rope, allowed, cache=None, layer=0):
+        x = x + self.attn(self.ln1(x), rope, allowed, cache, layer)
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyTransformer(nn.Module):
+    """A decoder-only transformer: token embeddings, rotary positions, pre-LN blocks, LM head."""
+
+    def __init__(self, vocab_size: int, seq_len: int, d_model: int, n_layer: int, n_head: int,
+                 mask_value: str = "min", checkpointing: bool = False) -> None:
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab_size, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_head, mask_value) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        self.checkpointing = checkpointing
+        self.apply(_init_weights)
+
+    def forward(self, tokens, key_padding=None, cache: KVCache | None = None, positions=None):
+        start = cache.length if cache is not None else 0
+        if positions is None:
+            positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        rope = rotary_tables(positions, self.blocks[0].attn.head_dim)
+        allowed = attention_mask(positions, start + tokens.shape[1], key_padding)
+        x = self.tok_emb(tokens)
+        for layer, block in enumerate(self.blocks):
+            if self.checkpointing and self.training and cache is None:
+                x = checkpoint(block, x, rope, allowed, use_reentrant=False)
+            else:
+                x = block(x, rope, allowed, cache, layer)
+        return self.head(self.ln_f(x))
+
+    def layer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters grouped the way per-layer telemetry reports them."""
+        groups = {"embed": list(self.tok_emb.parameters())}
+        for index, block in enumerate(self.blocks):
+            groups[f"block{index}"] = list(block.parameters())
+        groups["head"] = [*self.ln_f.parameters(), *self.head.parameters()]
+        return groups
+
+
+class MlpLM(nn.Module):
+    """A fixed-window MLP language model: the last `context` tokens predict the next one."""
+
+    def __init__(self, vocab_size: int, d_model: int, context: int = 3) -> None:
+        super().__init__()
+        self.context = context
+        self.emb = nn.Embedding(vocab_size, d_model)
+        self.hidden = nn.Linear(context * d_model, 4 * d_model)
+        self.out = nn.Linear(4 * d_model, vocab_size)
+        self.apply(_init_weights)
+
+    def forward(self, tokens, key_padding=None, cache=None, positions=None):
+        x = self.emb(tokens)                                    # (batch, time, d)
+        padded = F.pad(x, (0, 0, self.context - 1, 0))          # zeros before the first token
+        windows = [padded[:, i:i + tokens.shape[1]] for i in range(self.context)]
+        return self.out(F.gelu(self.hidden(torch.cat(windows, dim=-1))))
+
+    def layer_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"embed": list(self.emb.parameters()), "hidden": list(self.hidden.parameters()),
+                "head": list(self.out.parameters())}
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+
+
+def build_model(config) -> nn.Module:
+    if config.model == "mlp":
+        return MlpLM(config.vocab_size, config.d_model)
+    return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
+                           config.n_head, config.attn_mask_value, config.activation_checkpointing)

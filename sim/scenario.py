@@ -1,0 +1,171 @@
+"""What a scenario is: a symptom, the hidden causes behind it, the fixes, and what healthy means.
+
+Scenario modules in `scenarios/` build these frozen specs and nothing else. Everything here is
+plain data (no torch), so listing and showing scenarios stays instant.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .config import TrainConfig, with_overrides
+
+# A callback factory: a class (or any zero-argument callable) that builds a fresh callback per run.
+CallbackFactory = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What a cause injects: a misconfiguration, a code bug (callbacks), or both."""
+    summary: str                                   # one line, for instructors and `show --answers`
+    config: Mapping[str, Any] = field(default_factory=dict)
+    callbacks: tuple[CallbackFactory, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cause:
+    id: str
+    title: str              # how the menu names it, e.g. "Learning rate far too high"
+    fault: Fault
+    explanation: str        # what happened, told after grading
+    tell: str               # the signal that gives it away
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A named remedy. It may change settings, repair code bugs, or add callbacks."""
+    id: str
+    title: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    repairs: tuple[CallbackFactory, ...] = ()      # fault callbacks this fix removes (a code fix)
+    callbacks: tuple[CallbackFactory, ...] = ()    # callbacks this fix adds
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """What a healthy run looks like. Each limit is optional; `judge` reads a run summary."""
+    max_final_loss: float | None = None      # mean training loss over the last steps
+    max_eval_loss: float | None = None       # held-out loss at the end
+    max_loss_swing: float | None = None      # std of the loss over the last steps
+    require_finite: bool = True              # no non-finite loss or gradient at any step
+    require_fit: bool = True                 # no simulated out-of-memory
+    max_repeat_rate: float | None = None     # share of repeated 3-grams in generated text
+    max_longest_loop: int | None = None      # longest run of a repeating n-gram, in tokens
+    min_valid_rate: float | None = None      # share of generated transitions the grammar allows
+
+    def judge(self, summary: Mapping[str, Any]) -> list[Check]:
+        checks: list[Check] = []
+        if self.require_fit:
+            oom = summary.get("oom")
+            checks.append(Check("fits in memory", not oom,
+                                f"out of memory at step {oom['step']}" if oom else
+                                f"peak {summary.get('peak_memory_mb', 0):.1f} MB"))
+        if self.require_finite:
+            bad = summary.get("nonfinite_steps", 0)
+            first = summary.get("first_nonfinite_step")
+            checks.append(Check("finite", bad == 0,
+                                "no non-finite values" if bad == 0 else
+                                f"{bad} steps with non-finite values, first at step {first}"))
+        _limit(checks, "final loss", summary.get("final_loss"), self.max_final_loss)
+        _limit(checks, "held-out loss", summary.get("eval_loss"), self.max_eval_loss)
+        _limit(checks, "loss swing", summary.get("loss_swing"), self.max_loss_swing)
+        _limit(checks, "repeated 3-grams", summary.get("repeat_rate"), self.max_repeat_rate)
+        _limit(checks, "longest loop", summary.get("longest_loop"), self.max_longest_loop)
+        _limit(checks, "grammatical transitions", summary.get("valid_rate"),
+               self.min_valid_rate, at_least=True)
+        return checks
+
+    def describe(self) -> str:
+        parts = []
+        if self.require_fit:
+            parts.append("fits the memory budget")
+        if self.require_finite:
+            parts.append("no non-finite values")
+        for label, value, op in (("final loss", self.max_final_loss, "<"),
+                                 ("held-out loss", self.max_eval_loss, "<"),
+                                 ("loss swing", self.max_loss_swing, "<"),
+                                 ("repeated 3-grams", self.max_repeat_rate, "<"),
+                                 ("longest loop", self.max_longest_loop, "<"),
+                                 ("grammatical transitions", self.min_valid_rate, ">=")):
+            if value is not None:
+                parts.append(f"{label} {op} {value:g}" if op != "<" else f"{label} <= {value:g}")
+        return ", ".join(parts)
+
+
+def _limit(checks: list[Check], name: str, value, limit, at_least: bool = False) -> None:
+    if limit is None:
+        return
+    if value is None or value != value:  # missing or NaN
+        checks.append(Check(name, False, f"{name} not measurable (run did not finish healthy)"))
+        return
+    ok = value >= limit if at_least else value <= limit
+    relation = ">=" if at_least else "<="
+    checks.append(Check(name, ok, f"{value:.3f} (healthy {relation} {limit:g})"))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    difficulty: str                       # easy | medium | hard
+    tags: tuple[str, ...]
+    story: str                            # what the learner is told: the symptom, never the cause
+    base: Mapping[str, Any]               # overrides of TrainConfig defaults shared by all causes
+    causes: tuple[Cause, ...]
+    fixes: tuple[Fix, ...]
+    criterion: Criterion
+    debrief: str                          # ties the exercise to the interview question
+    interview_question: str
+    # Declared verdicts, proven by re-running in the test matrix and `debugsim dev check`.
+    resolves: Mapping[str, tuple[str, ...]]           # cause id -> fixes that resolve it
+    masks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # cause -> masking fixes
+    generates_text: bool = False          # run ends with decoding and repetition metrics
+
+    def __post_init__(self) -> None:
+        cause_ids = {c.id for c in self.causes}
+        fix_ids = {f.id for f in self.fixes}
+        for table in (self.resolves, self.masks):
+            for cause_id, fix_ids_for_cause in table.items():
+                assert cause_id in cause_ids, f"{self.id}: unknown cause {cause_id}"
+                for fix_id in fix_ids_for_cause:
+                    assert fix_id in fix_ids, f"{self.id}: unknown fix {fix_id}"
+
+    def cause(self, cause_id: str) -> Cause:
+        for cause in self.causes:
+            if cause.id == cause_id:
+                return cause
+        raise LookupError(_unknown("cause", cause_id, [c.id for c in self.causes], self.id))
+
+    def fix(self, fix_id: str) -> Fix:
+        for fix in self.fixes:
+            if fix.id == fix_id:
+                return fix
+        raise LookupError(_unknown("fix", fix_id, [f.id for f in self.fixes], self.id))
+
+    def draw_cause(self, seed: int) -> Cause:
+        """The hidden cause for a seed: stable across runs and machines."""
+        return random.Random(f"{self.id}/{seed}").choice(self.causes)
+
+    def base_config(self, seed: int) -> TrainConfig:
+        return with_overrides(TrainConfig(), {**self.base, "seed": seed})
+
+    def expected_verdict(self, cause_id: str, fix_id: str) -> str:
+        if fix_id in self.resolves.get(cause_id, ()):
+            return "resolved"
+        if fix_id in self.masks.get(cause_id, ()):
+            return "masked"
+        return "not_resolved"
+
+
+def _unknown(kind: str, name: str, options: list[str], scenario_id: str) -> str:
+    from .config import did_you_mean
+    return (f"unknown {kind} '{name}' for {scenario_id}{did_you_mean(name, options)}; "
+            f"choose one of: {', '.join(options)}")

@@ -1,0 +1,135 @@
+"""Per-step telemetry: the Recorder callback, and the files it streams to.
+
+`metrics.jsonl` holds a header, one object per step and an end record; it depends only on the
+scenario, cause, fix and seed, so the same inputs give a byte-identical file. Wall-clock figures
+(step time, throughput) go to `timings.jsonl`. Both files are written to `*.part` and renamed
+into place when the run ends, crashes or is interrupted, so a reader never sees a torn file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from .callbacks import Callback
+from .device import MiB
+
+FORMAT_VERSION = 1
+SIGNALS = ("loss", "grad_norm", "param_norm", "update_ratio", "lr", "nonfinite",
+           "mem_mib", "mem_peak_mib", "eval_loss", "loss_scale")
+
+
+def clean(value):
+    """JSON-safe numbers: 6 significant digits, None for NaN/inf (counted in `nonfinite`)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: clean(v) for key, v in value.items()}
+    return value
+
+
+class JsonlFile:
+    """Appends one JSON object per line to `path.part`; `close` renames it to `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".part")
+        self.handle = open(self.partial, "w", encoding="utf-8")
+
+    def write(self, obj: dict) -> None:
+        self.handle.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+            os.replace(self.partial, self.path)
+
+
+class Recorder(Callback):
+    """Measures every step; keeps the records in memory and streams them to files if given."""
+
+    def __init__(self, header: dict | None = None, out_dir: Path | None = None,
+                 listeners=()) -> None:
+        self.header = header or {}
+        self.records: list[dict] = []
+        self.timings: list[dict] = []
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.listeners = list(listeners)      # called with each step record (console, ...)
+        self._metrics = self._timing = None
+        self.first_nonfinite_step: int | None = None
+
+    # --- events -----------------------------------------------------------------------
+    def on_run_start(self, run) -> None:
+        if self.out_dir:
+            self._metrics = JsonlFile(self.out_dir / "metrics.jsonl")
+            self._timing = JsonlFile(self.out_dir / "timings.jsonl")
+            self._metrics.write({"event": "header", "format_version": FORMAT_VERSION,
+                                 **self.header, "config": run.config.to_dict()})
+        self._t0 = time.perf_counter()
+
+    def on_step_start(self, run) -> None:
+        self._step_t0 = time.perf_counter()
+
+    def on_after_backward(self, run) -> None:
+        with run.device.untracked(), torch.no_grad():
+            self._layer_norms, nonfinite = {}, 0
+            for name, params in run.model.layer_groups().items():
+                grads = [p.grad for p in params if p.grad is not None]
+                if not grads:
+                    continue
+                norms = torch.stack(torch._foreach_norm(grads))
+                self._layer_norms[name] = torch.linalg.vector_norm(norms).item()
+                nonfinite += sum(int((~torch.isfinite(g)).sum()) for g in grads)
+            self._nonfinite = nonfinite + (0 if math.isfinite(run.loss) else 1)
+
+    def on_before_update(self, run) -> None:
+        with run.device.untracked(), torch.no_grad():
+            self._before = [p.detach().clone() for p in run.model.parameters()]
+
+    def on_step_end(self, run) -> None:
+        with run.device.untracked(), torch.no_grad():
+            params = list(run.model.parameters())
+            param_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))).item()
+            deltas = torch._foreach_sub(params, self._before)
+            update_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(deltas))).item()
+        if self._nonfinite and self.first_nonfinite_step is None:
+            self.first_nonfinite_step = run.step
+        record = clean({
+            "event": "step", "step": run.step, "loss": run.loss, "grad_norm": run.grad_norm,
+            "layer_grad_norm": self._layer_norms, "param_norm": param_norm,
+            "update_ratio": update_norm / param_norm if param_norm > 0 else float("nan"),
+            "lr": run.lr, "nonfinite": self._nonfinite, "updated": run.updated,
+            "mem_mib": run.device.in_use / MiB if run.device.enabled else None,
+            "mem_peak_mib": run.device.step_peak / MiB if run.device.enabled else None,
+            "eval_loss": run.eval_loss, "loss_scale": run.loss_scale,
+        })
+        self.records.append(record)
+        elapsed = time.perf_counter() - self._step_t0
+        timing = {"step": run.step, "seconds": round(elapsed, 6),
+                  "tokens_per_s": round(run.config.tokens_per_step / elapsed, 1) if elapsed else None}
+        self.timings.append(timing)
+        if self._metrics:
+            self._metrics.write(record)
+            self._timing.write(timing)
+        for listener in self.listeners:
+            listener(record, run)
+
+    def on_run_end(self, run) -> None:
+        device = run.device
+        self.end = clean({
+            "event": "end", "status": run.status, "steps_completed": len(self.records),
+            "error": run.error, "peak_mib": device.peak / MiB if device.enabled else None,
+            "peak_breakdown_mib": {k: v / MiB for k, v in device.peak_breakdown.items()},
+            "first_nonfinite_step": self.first_nonfinite_step,
+        })
+        if self._metrics:
+            self._metrics.write(self.end)
+            self._timing.write({"event": "end",
+                                "seconds": round(time.perf_counter() - self._t0, 6)})
+            self._metrics.close()
+            self._timing.close()
