@@ -9,12 +9,12 @@ SCENARIO = Scenario(
     tags=("decoding", "inference", "kv-cache", "generation"),
     story=(
         "A small transformer language model is trained on a toy language (each word depends on\n"
-        "the two before it) and then asked to continue 16 short prompts, 20 tokens each, with\n"
-        "greedy decoding and a repetition penalty of 1.3. The samples came back stuck in loops:\n"
-        "the same two or three words over and over (\"8 5 8 5 8 5 ...\"). A teammate touched\n"
-        "'the training and generation scripts' this week and doesn't remember what exactly.\n"
-        "Find out why the text repeats itself and fix the cause: healthy text is varied and\n"
-        "follows the grammar."),
+        "the two before it) and then continues 16 short prompts, 20 tokens each, with the\n"
+        "generation settings of the last release. Last release the samples were fine. Now they\n"
+        "are stuck in loops: the same two or three words over and over (\"8 5 8 5 8 5 ...\").\n"
+        "A teammate touched 'the training and generation scripts' this week and doesn't\n"
+        "remember what exactly. Find out why the text repeats itself and fix the cause:\n"
+        "healthy text is varied and follows the grammar."),
     base={"vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 64,
           "steps": 150, "warmup_steps": 10, "schedule": "cosine", "track_memory": False,
           "decode": "greedy", "repetition_penalty": 1.3, "gen_tokens": 20},
@@ -25,12 +25,13 @@ SCENARIO = Scenario(
             fault=Fault("repetition_penalty reset from 1.3 to 1.0 (greedy decoding stays)",
                         config={"repetition_penalty": 1.0}),
             explanation=(
-                "The model is fine. Greedy decoding always takes the single most likely next word,\n"
-                "and in this language the next word depends only on the last two, so greedy text\n"
-                "is a deterministic walk over word pairs: the moment a pair comes back, every word\n"
-                "after it repeats too, forever. Real LMs do the same (Holtzman et al., 'The Curious\n"
-                "Case of Neural Text Degeneration'): the argmax path is a high-probability loop.\n"
-                "Sampling (temperature, top-p), a repetition penalty, or n-gram blocking breaks it."),
+                "The model is fine. Greedy decoding always takes the most likely next word,\n"
+                "and in this language the next word depends only on the last two, so greedy\n"
+                "text is a deterministic walk over word pairs: the moment a pair comes back,\n"
+                "every word after it repeats too, forever. Real LMs do the same (Holtzman et al.,\n"
+                "'The Curious Case of Neural Text Degeneration'): the argmax path is a\n"
+                "high-probability loop. Sampling (temperature, top-p), a repetition penalty, or\n"
+                "n-gram blocking breaks it."),
             tell="low loss and grammatical loops (every transition valid); sampled text is "
                  "varied and just as grammatical; KV cache on or off makes no difference"),
         Cause(
@@ -39,15 +40,15 @@ SCENARIO = Scenario(
             fault=Fault("steps cut from 150 to 20 (an early checkpoint got exported)",
                         config={"steps": 20}),
             explanation=(
-                "The model never learned the language: its loss stopped near 2.1 nats where a\n"
+                "The model never learned the language: its loss stopped near 2.2 nats where a\n"
                 "trained model reaches about 1.1 (the language's own entropy is 0.9). An early\n"
-                "model knows little more than which words are common and which follow the last one,\n"
-                "so its argmax falls into the same short cycle from any prompt, and the\n"
-                "repetition penalty cannot pull it out. Sampling hides the loops but not the\n"
-                "ignorance: the text becomes ungrammatical noise. No decoding setting helps; only\n"
-                "training does."),
+                "model knows little more than which words are common and which tend to follow\n"
+                "the last one, so its argmax falls into a short cycle (often the same one for\n"
+                "every prompt) that the repetition penalty cannot break. Sampling hides the loops\n"
+                "but not the ignorance: the text turns into ungrammatical noise. No decoding\n"
+                "setting helps; only training does."),
             tell="loss curve ends far above the floor; sampled or n-gram-blocked text breaks the "
-                 "grammar; every prompt ends in the same loop"),
+                 "grammar; many prompts end in the same short loop"),
         Cause(
             id="stale_kv_cache",
             title="Decoding bug: the KV cache never stores the generated tokens",
@@ -55,11 +56,11 @@ SCENARIO = Scenario(
                         "the updated one", callbacks=(StaleKVCache,)),
             explanation=(
                 "Each generated token's keys and values were computed and then thrown away: every\n"
-                "step attended over the prompt plus the current token, at the same position. The\n"
-                "model never saw its own last two words, which is exactly what this language needs,\n"
-                "so it predicted from the current word alone and fell into short cycles. Training\n"
-                "was healthy; re-reading the whole prefix each step (no cache) gives fluent text,\n"
-                "and that mismatch is the standard test for a cache bug."),
+                "step attended over the prompt plus the newest token, at one fixed position.\n"
+                "The model never saw the word before the newest one, which is exactly what this\n"
+                "language needs, so it predicted from one word alone and fell into short cycles.\n"
+                "Training was healthy; re-reading the whole prefix each step (no cache) gives\n"
+                "fluent text, and that mismatch is the standard test for a cache bug."),
             tell="low loss, yet greedy text with kv_cache=false differs from text with the "
                  "cache, and only the cached text loops; sampled text is ungrammatical"),
     ),
@@ -79,7 +80,10 @@ SCENARIO = Scenario(
         Fix("store_kv", "Keep each step's keys and values in the cache",
             repairs=(StaleKVCache,)),
     ),
-    criterion=Criterion(max_final_loss=1.45, max_repeat_rate=0.3, max_longest_loop=9,
+    # Measured on seeds 0-9: healthy runs repeat <= 0.24 of their 3-grams with loops <= 7.3
+    # tokens and 100% grammatical greedy text (sampled: >= 0.93); the broken ones repeat >= 0.45
+    # with loops >= 11.9, or are < 0.6 grammatical under sampling; trained loss ~1.1, early ~2.2.
+    criterion=Criterion(max_final_loss=1.45, max_repeat_rate=0.35, max_longest_loop=9,
                         min_valid_rate=0.8),
     resolves={
         "greedy_no_penalty": ("sample", "nucleus", "repetition_penalty", "no_repeat_ngram"),
@@ -90,5 +94,25 @@ SCENARIO = Scenario(
     interview_question="Your model's generations repeat themselves or make no sense. "
                        "What do you check?",
     debrief=(
-        "TODO"),
+        "Interview answer: separate the model from the decoder, then the decoder's settings\n"
+        "from its code.\n"
+        "1. IS THE MODEL GOOD? Look at the loss curve and held-out loss/perplexity against a\n"
+        "   baseline, then sample at temperature 1. If sampled text is also wrong, the model\n"
+        "   never learned the data and no decoding knob will fix it: train longer or better.\n"
+        "2. DECODING SETTINGS. Greedy (and beam) search on open-ended text loops: the argmax\n"
+        "   path is a high-probability cycle. Temperature does nothing under greedy. Remedies:\n"
+        "   sampling with temperature / top-p / top-k; a repetition penalty (CTRL style: it\n"
+        "   only asks whether a token appeared, so too strong hurts fluency and in a small\n"
+        "   vocabulary it stops acting once every token has appeared); no-repeat-n-gram (a\n"
+        "   hard ban, which also blocks legitimate repeats such as names).\n"
+        "3. STOPPING. A model that never emits EOS, or a loop that ignores it (wrong eos id,\n"
+        "   pad == eos masked out in training, SFT data without EOS), keeps writing after the\n"
+        "   answer is done, and that tail is where loops live.\n"
+        "4. THE DECODER'S CODE. Decode the same prompt greedily with and without the KV cache:\n"
+        "   the tokens must match. If they differ, suspect the cache update, the position ids\n"
+        "   of new tokens (rotary offset not advanced), or the attention mask of the new token.\n"
+        "   Check the prompt format / chat template and tokenizer too.\n"
+        "Here: greedy loops on a trained model are fixed by decoding settings; loops from an\n"
+        "undertrained model turn into nonsense under sampling; loops that vanish without the\n"
+        "KV cache are a bug in the decoder."),
 )

@@ -80,7 +80,8 @@ def choose(logits, tokens, config, gen) -> torch.Tensor:
     probs = logits.softmax(dim=-1)
     if config.top_p < 1.0:
         probs = nucleus(probs, config.top_p)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(1)
+    # draw on the CPU: the generator lives there, and a run samples alike on every device
+    return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(logits.device)
 
 
 def apply_repetition_penalty(logits, tokens, penalty: float) -> None:
@@ -99,7 +100,7 @@ def ban_repeated_ngrams(logits, tokens, n: int) -> None:
         prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
         banned = {seq[i + n - 1] for i in range(len(seq) - n + 1)
                   if tuple(seq[i:i + n - 1]) == prefix}
-        if banned:
+        if banned and len(banned) < logits.shape[1]:      # never ban every token
             logits[row, list(banned)] = float("-inf")
 
 

@@ -19,18 +19,17 @@ class UnsafeTokenMean(Callback):
 
 
 class MetricHistoryLeak(Callback):
-    """Logs a per-step confidence metric as a tensor (`history.append(conf)` instead of
+    """Logs a per-micro-batch confidence metric as a tensor (`history.append(conf)` instead of
     `conf.item()`); each one keeps its slice of the autograd graph, and with it the softmax
     output of that step, alive for the rest of the run."""
 
     def __init__(self) -> None:
         self.history: list = []
 
-    def on_step_end(self, run) -> None:
-        if run.logits is not None:
-            with run.device.phase_of("activations"):
-                confidence = run.logits.softmax(-1).amax(-1).mean()
-            self.history.append(confidence)
+    def on_loss(self, run, loss_sum, n_tokens, loss):
+        confidence = run.logits.softmax(-1).amax(-1).mean()
+        self.history.append(confidence)
+        return None
 
 
 class GradEnabledEval(Callback):

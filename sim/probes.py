@@ -25,7 +25,7 @@ import math
 import re
 import statistics
 import warnings
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from .runner import RunResult
 
@@ -519,21 +519,23 @@ def lr_range_test(source, start_lr: float = 1e-5, end_lr: float = 10.0, steps: i
     smoothed loss exceeds `diverge` x its best. The suggestion is the lr of steepest descent of
     the smoothed loss (against log lr); `min_lr / 10` is reported too.
 
-    `source` is a RunResult (its scenario's base config plus the run's own `sets`, without the
-    hidden cause's faults or the fixes, is used),
-    a Scenario (its base config) or a TrainConfig (used as is). Warmup, schedule and clipping are
-    turned off; memory is not tracked.
+    `source` is a RunResult (its scenario's base config plus the run's own `sets` is swept:
+    not the hidden cause's faults, not the fixes), a Scenario (its base config) or a
+    TrainConfig (used as is). Warmup, schedule and clipping are turned off; memory is not
+    tracked. Smoothing: beta=0.9 (about a 10-step window) suits a ~50-step sweep; fastai's
+    0.98 assumes ~100 steps and would lag the blow-up.
     """
     import numpy as np
     from .callbacks import Callback
-    from .config import TrainConfig
     from .loop import train
 
+    if not 0 < start_lr < end_lr or steps < 3:
+        raise ProbeError(f"lr_range_test needs 0 < start_lr < end_lr and steps >= 3 "
+                         f"(got {start_lr:g}, {end_lr:g}, {steps})")
     config, note = _lr_test_config(source, scenario)
     config = dataclasses.replace(_untracked(config), steps=steps, warmup_steps=0,
                                  schedule="constant", grad_clip=0.0, eval_every=0,
                                  skip_nonfinite=False)
-    assert isinstance(config, TrainConfig)
     lrs_planned = start_lr * (end_lr / start_lr) ** (np.arange(steps) / max(steps - 1, 1))
 
     class Sweep(Callback):
@@ -565,9 +567,6 @@ def lr_range_test(source, start_lr: float = 1e-5, end_lr: float = 10.0, steps: i
             if len(self.losses) > 1 and smooth > diverge * self.best:
                 self.stopped = f"smoothed loss exceeded {diverge:g}x its best"
                 run.control.stop = True
-
-        def on_step_end(self, run):
-            pass
 
     sweep = Sweep()
     train(config, [sweep])
@@ -661,7 +660,6 @@ def anomaly(result: RunResult, scenario=None, step: int | None = None) -> dict:
                 else "no steps were recorded")
         return {"found": False, "step": None, "note": f"{note}; {_end_note(result)}"}
     target = bad[0] if step is None else step
-    import torch
     from .callbacks import Callback
     from .loop import train
 
@@ -882,35 +880,35 @@ def _op_detail(op: str, inputs, overflow: bool = False, dtype=None) -> str:
     if not inputs:
         return ""
     floats = [t for t in inputs if t.is_floating_point()]
-    if overflow and dtype is not None and dtype.is_floating_point and floats:
-        largest = max(float(t[torch.isfinite(t)].abs().max()) if torch.isfinite(t).any()
-                      else 0.0 for t in floats)
-        return (f"overflow: {str(dtype).replace('torch.', '')} holds at most "
-                f"{torch.finfo(dtype).max:.3g}; largest |input| {largest:.3g}")
-    x = inputs[0]
-    if not x.is_floating_point():
-        x = x.float()
+    x = inputs[0] if inputs[0].is_floating_point() else inputs[0].float()
     if "softmax" in op:
         rows = x.reshape(-1, x.shape[-1]) if x.dim() else x.reshape(1, 1)
         dead = int(torch.isneginf(rows).all(-1).sum())
-        return (f"{dead} of {rows.shape[0]} input rows were entirely -inf (nothing to attend to)"
-                if dead else f"largest |input| {float(x.abs().max()):.3g}")
+        if dead:
+            return f"{dead} of {rows.shape[0]} input rows were entirely -inf (nothing to attend to)"
     if op.startswith("aten.div") and len(inputs) >= 2:
         num, den = inputs[0], inputs[1]
-        zeros = int((den == 0).sum())
-        both = int(((num == 0) & (den == 0)).sum()) if num.shape == den.shape else None
+        try:
+            both = int(((num == 0) & (den == 0)).sum())
+        except RuntimeError:                # shapes that do not broadcast: skip the 0/0 count
+            both = 0
         if both:
             return f"0 / 0 in {both} element(s)"
+        zeros = int((den == 0).sum())
         if zeros:
             return f"the divisor was 0 in {zeros} element(s)"
-    if op.startswith("aten.log") and "softmax" not in op:
+    if op.startswith("aten.log") and "softmax" not in op and int((x <= 0).sum()):
         return f"{int((x <= 0).sum())} input(s) <= 0"
-    if "sqrt" in op:
+    if "sqrt" in op and int((x < 0).sum()):
         return f"{int((x < 0).sum())} negative input(s)"
     finite = [t[torch.isfinite(t)] for t in floats]
     finite = [t for t in finite if t.numel()]
-    return (f"largest |input| {max(float(t.abs().max()) for t in finite):.3g}"
-            if finite else "")
+    largest = max(float(t.abs().max()) for t in finite) if finite else None
+    if overflow and dtype is not None and dtype.is_floating_point:
+        return (f"overflow: {str(dtype).replace('torch.', '')} holds at most "
+                f"{torch.finfo(dtype).max:.3g}"
+                + (f"; largest |input| {largest:.3g}" if largest is not None else ""))
+    return f"largest |input| {largest:.3g}" if largest is not None else ""
 
 
 def _op_name(func) -> str:

@@ -63,6 +63,9 @@ def assemble(scenario: Scenario, seed: int, cause_id: str | None, fix_ids: Seque
         overrides.update(cause.fault.config)
     for fix in fixes:
         overrides.update(fix.config)
+        for key, factor in fix.scale.items():
+            current = overrides.get(key, getattr(TrainConfig(), key))
+            overrides[key] = current * factor
         factories = [f for f in factories if f not in fix.repairs]
         factories.extend(fix.callbacks)
     overrides.update(sets or {})
@@ -79,6 +82,8 @@ def execute(scenario: Scenario, seed: int, cause_id: str | None = None,
     from .loop import train
     from .telemetry import Recorder
 
+    import torch
+    torch.set_num_threads(1)   # tiny ops: one thread is faster, and results do not vary
     config, callbacks = assemble(scenario, seed, cause_id, fix_ids, sets)
     out = Path(out_dir) if out_dir else None
     header = {"scenario": scenario.id, "seed": seed, "fixes": list(fix_ids),

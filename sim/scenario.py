@@ -38,6 +38,7 @@ class Fix:
     id: str
     title: str
     config: Mapping[str, Any] = field(default_factory=dict)
+    scale: Mapping[str, float] = field(default_factory=dict)  # multiply current values, e.g. lr x 0.1
     repairs: tuple[CallbackFactory, ...] = ()      # fault callbacks this fix removes (a code fix)
     callbacks: tuple[CallbackFactory, ...] = ()    # callbacks this fix adds
 

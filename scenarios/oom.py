@@ -1,0 +1,78 @@
+"""oom — CUDA out of memory. An oversized batch, a leak, or an evaluation that keeps a graph?"""
+from sim.faults import GradEnabledEval, MetricHistoryLeak
+from sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+
+SCENARIO = Scenario(
+    id="oom",
+    title="CUDA out of memory",
+    difficulty="medium",
+    tags=("memory", "batch size", "gradient accumulation", "checkpointing"),
+    story=(
+        "A fine-tuning job on a 4 MiB (simulated) accelerator crashes with 'CUDA out of memory'.\n"
+        "The recipe that reached the quality bar trained on 64 sequences per optimizer step for\n"
+        "30 steps. Someone touched the training script since. Make it fit again, and keep the\n"
+        "quality: a fix that fits but learns less is not a fix."),
+    base={"data": "sft", "seq_len": 16, "batch_size": 16, "grad_accum_steps": 4, "steps": 30,
+          "lr": 1e-2, "eval_every": 10, "eval_batch_size": 64, "memory_budget_mib": 4.0},
+    causes=(
+        Cause(
+            id="batch_too_large",
+            title="The micro-batch is too large for the device",
+            fault=Fault("gradient accumulation removed: 64 sequences in one micro-batch",
+                        config={"batch_size": 64, "grad_accum_steps": 1}),
+            explanation=(
+                "Activation memory grows linearly with the micro-batch. Running all 64 sequences\n"
+                "at once needs about 8.5 MiB at the end of the forward pass, twice the device.\n"
+                "It fails on the very first step, always at the same place."),
+            tell="out of memory at step 0 during the forward pass; activations dominate the "
+                 "breakdown; memory is flat, not climbing"),
+        Cause(
+            id="kept_graph",
+            title="A logged metric keeps its autograd graph alive across steps",
+            fault=Fault("a confidence metric is appended to a list as a tensor, not .item()",
+                        callbacks=(MetricHistoryLeak,)),
+            explanation=(
+                "`history.append(conf)` stores a tensor that still carries autograd history; the\n"
+                "softmax it came from saved its output for a backward pass that never happens.\n"
+                "Every micro-batch adds one more, so memory climbs step by step until it runs out."),
+            tell="memory in use at the end of each step climbs steadily; the out-of-memory "
+                 "comes after a dozen healthy steps"),
+        Cause(
+            id="eval_with_grad",
+            title="Evaluation runs with autograd enabled",
+            fault=Fault("evaluation re-enables gradients inside its no_grad block",
+                        callbacks=(GradEnabledEval,)),
+            explanation=(
+                "Without torch.no_grad, the held-out forward pass stores every activation for a\n"
+                "backward pass that never comes, on a batch four times the training micro-batch.\n"
+                "Training steps fit; the first evaluation does not."),
+            tell="training steps are flat and well under budget; the crash is at the first "
+                 "evaluation step (step 9)"),
+    ),
+    fixes=(
+        Fix("micro_batch", "Micro-batches of 16 with 4 accumulation steps (same 64 per step)",
+            config={"batch_size": 16, "grad_accum_steps": 4}),
+        Fix("smaller_batch", "Cut the batch to 16 sequences", config={"batch_size": 16,
+                                                                     "grad_accum_steps": 1}),
+        Fix("checkpointing", "Turn on activation checkpointing",
+            config={"activation_checkpointing": True}),
+        Fix("detach_metric", "Log metrics with .item() (no graph kept)",
+            repairs=(MetricHistoryLeak,)),
+        Fix("eval_no_grad", "Run evaluation under torch.no_grad()", repairs=(GradEnabledEval,)),
+    ),
+    criterion=Criterion(max_eval_loss=2.55),
+    resolves={"batch_too_large": ("micro_batch",), "kept_graph": ("detach_metric",),
+              "eval_with_grad": ("eval_no_grad",)},
+    interview_question="The model doesn't fit in GPU memory. What are your options, and what "
+                       "does each cost?",
+    debrief=(
+        "First read the out-of-memory message and the memory timeline: a crash at step 0 is a\n"
+        "sizing problem; memory that climbs step after step is a leak (tensors with graphs kept\n"
+        "in lists, caches); a crash at one periodic step points at evaluation or checkpoint code.\n"
+        "Options for sizing, with their price: gradient accumulation (same effective batch, more\n"
+        "steps of wall time), activation checkpointing (about a third more compute; it shrinks\n"
+        "activations, not parameters or optimizer state), mixed precision, smaller sequence\n"
+        "length, and for big models sharding (ZeRO/FSDP), offload, LoRA/QLoRA — see\n"
+        "`debugsim memory`. Cutting the batch without accumulation fits, but the model sees\n"
+        "fewer samples per step: with the same budget of steps it learns less."),
+)
