@@ -38,7 +38,9 @@ class Finding:
 def verdict_of(scenario: Scenario, seed: int, cause: str | None, fix: str | None) -> str:
     result = execute(scenario, seed, cause, [fix] if fix else [])
     verdict = fix_verdict(scenario.criterion.judge(result.summary), result.summary)
-    return "healthy" if verdict == "resolved" else "broken" if fix is None else verdict
+    if fix is None:
+        return "healthy" if verdict == "resolved" else "broken"
+    return verdict
 
 
 def check_scenario(scenario: Scenario, seeds: Iterable[int] = DEFAULT_SEEDS):

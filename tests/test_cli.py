@@ -1,0 +1,152 @@
+"""The CLI as a user drives it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cli
+from sim import registry, runner
+from sim.callbacks import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(cli.cli, [str(a) for a in args], input=input)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "--json"], ["run", "--help"],
+                                  ["play", "--help"], ["check", "--help"], ["show", "--help"],
+                                  ["dev", "check", "--help"], ["memory", "--help"]])
+def test_fast_commands_do_not_import_torch(argv):
+    code = ("import sys, cli\n"
+            "try:\n    cli.cli.main(sys.argv[1:], standalone_mode=False)\n"
+            "except SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n")
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_list_and_show():
+    listed = json.loads(invoke("list", "--json").output)
+    assert {s["id"] for s in listed} >= {"nan_loss", "oom", "bad_lr", "repetitive_decoding"}
+    shown = json.loads(invoke("show", "nan_loss", "--answers", "--json").output)
+    assert {c["id"] for c in shown["causes"]} == {c.id for c in registry.get("nan_loss").causes}
+    assert "causes" not in json.loads(invoke("show", "nan_loss", "--json").output)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["show", "nan_los"], "did you mean 'nan_loss'"),
+    (["run", "nan_loss", "--cause", "lr_to_high"], "did you mean 'lr_too_high'"),
+    (["run", "nan_loss", "--fix", "lower_rl"], "did you mean 'lower_lr'"),
+    (["run", "nan_loss", "--set", "lr=-1"], "lr=-1.0: must be greater than 0"),
+    (["run", "nan_loss", "--set", "batch_size=abc"], "expected an integer"),
+    (["run", "nan_loss", "--set", "colour=red"], "unknown setting 'colour'"),
+    (["check", "nan_loss", "--seed", "1", "--cause", "nope", "--fix", "lower_lr"],
+     "unknown cause 'nope'"),
+    (["check", "nan_loss", "--seed", "1", "--cause", "lr_too_high"], "name a fix"),
+])
+def test_bad_input_is_one_line_exit_2(args, fragment):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.output
+
+
+def test_run_writes_artifacts(tmp_path):
+    result = invoke("run", "bad_lr", "--seed", "0", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "run"
+    for name in ("metrics.jsonl", "config.json", "summary.md", "timings.jsonl",
+                 "plots/dashboard.png", "plots/loss.png"):
+        assert (out / name).stat().st_size > 0, name
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["event"] == "header" and lines[-1]["event"] == "end"
+    assert sum(1 for line in lines if line["event"] == "step") == 60
+
+
+def test_same_seed_gives_byte_identical_metrics(tmp_path):
+    for name in ("a", "b"):
+        assert invoke("run", "nan_loss", "--seed", "4", "--out", tmp_path / name).exit_code == 0
+    first = (tmp_path / "a" / "metrics.jsonl").read_bytes()
+    assert first == (tmp_path / "b" / "metrics.jsonl").read_bytes()
+    assert b'"step"' in first
+
+
+def _seed_with_cause(scenario_id, cause_id):
+    scenario = registry.get(scenario_id)
+    return next(s for s in range(100) if scenario.draw_cause(s).id == cause_id)
+
+
+def test_check_exit_codes_follow_the_rerun():
+    seed = _seed_with_cause("bad_lr", "lr_too_low")
+    good = invoke("check", "bad_lr", "--seed", seed, "--cause", "lr_too_low",
+                  "--fix", "lr_up_10x", "--json")
+    assert good.exit_code == 0, good.output
+    verdict = json.loads(good.output)
+    assert verdict["passed"] and verdict["cause_correct"] and verdict["fix_verdict"] == "resolved"
+    assert verdict["after"]["summary"]["final_loss"] < verdict["before"]["summary"]["final_loss"]
+    wrong = invoke("check", "bad_lr", "--seed", seed, "--cause", "lr_too_low",
+                   "--fix", "train_longer", "--json")
+    assert wrong.exit_code == 1
+    assert json.loads(wrong.output)["fix_verdict"] == "not_resolved"
+    free_form = invoke("check", "bad_lr", "--seed", seed, "--cause", "lr_too_low",
+                       "--set", "lr=0.03")
+    assert free_form.exit_code == 0, free_form.output
+
+
+def test_masking_fix_is_called_out():
+    seed = _seed_with_cause("nan_loss", "empty_label_division")
+    result = invoke("check", "nan_loss", "--seed", seed, "--cause", "empty_label_division",
+                    "--fix", "skip_nonfinite", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.output)["fix_verdict"] == "masked"
+
+
+def test_play_with_piped_input(tmp_path):
+    seed = _seed_with_cause("nan_loss", "fully_masked_row")
+    answers = "table 0 3\nbatch 0\n\n3\nlower_lr\n"
+    wrong = invoke("play", "nan_loss", "--seed", seed, "--out", tmp_path / "w", input=answers)
+    assert wrong.exit_code == 1, wrong.output
+    assert "NOT_RESOLVED" in wrong.output and "NOT PASSED" in wrong.output
+    right = invoke("play", "nan_loss", "--seed", seed, "--out", tmp_path / "r",
+                   input="\n3\nfinite_mask\n")
+    assert right.exit_code == 0, right.output
+    assert "RESOLVED" in right.output and "PASSED" in right.output
+    assert (tmp_path / "r" / "plots" / "before_after_loss.png").exists()
+
+
+def test_play_by_flags(tmp_path):
+    seed = _seed_with_cause("bad_lr", "lr_too_high")
+    result = invoke("play", "bad_lr", "--seed", seed, "--out", tmp_path, "--probe", "grads 2",
+                    "--cause", "lr_too_high", "--fix", "lr_down_10x")
+    assert result.exit_code == 0, result.output
+    assert "probe> grads 2" in result.output
+
+
+class _Interrupt(Callback):
+    def on_step_end(self, run):
+        if run.step == 5:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_leaves_valid_partial_metrics(tmp_path, monkeypatch):
+    scenario = registry.get("bad_lr")
+    original = runner.assemble
+
+    def with_interrupt(*args, **kwargs):
+        config, callbacks = original(*args, **kwargs)
+        return config, [*callbacks, _Interrupt()]
+
+    monkeypatch.setattr(runner, "assemble", with_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        runner.execute(scenario, 0, "lr_too_low", out_dir=tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [l["event"] for l in lines][-1] == "end" and lines[-1]["status"] == "interrupted"
+    assert sum(1 for line in lines if line["event"] == "step") == 6   # steps 0..5 were logged
+    assert not list(tmp_path.glob("*.part"))
