@@ -295,7 +295,8 @@ def bench_loop(table: Table, repeats: int) -> None:
             target_text = f"<= {target:.2f}x"
         table.add(f"loop {name} / bare", f"{med:.3f}x", target_text, result,
                   f"paired ratios {spread(ratios)}; ratio of medians "
-                  f"{statistics.median(times[name]) / statistics.median(times['bare']):.3f}x")
+                  f"{statistics.median(times[name]) / statistics.median(times['bare']):.3f}x, "
+                  f"of minimums {min(times[name]) / min(times['bare']):.3f}x")
     table.add("loop bare == train (losses)", "identical" if same else "DIFFERENT", "identical",
               "PASS" if same else "MISS",
               f"{len(bare_losses)} per-step losses vs Recorder records")
@@ -326,6 +327,9 @@ def main(argv=None) -> int:
     print(f"  torch {importlib.metadata.version('torch')}; python {platform.python_version()}; "
           f"{platform.system()} {platform.machine()}")
     print(f"  repeats: {repeats} (medians); sections: {', '.join(sections)}")
+    if hasattr(os, "getloadavg") and os.getloadavg()[0] >= 0.5 * cores:
+        print("  NOTE: the machine is busy (1-min load >= half the cores): timings are inflated "
+              "and ratios noisy; rerun when idle before trusting a MISS")
     sys.stdout.flush()
 
     table = Table()

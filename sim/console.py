@@ -49,7 +49,7 @@ class LiveTable:
         if step % self.every and not first_bad and not last and record.get("eval_loss") is None:
             return
         progress = f"[{step + 1:>{self.width}}/{self.total}]"
-        cells = " ".join("-".rjust(width) if key.startswith("mem") and record.get(key) is None
+        cells = " ".join("-".rjust(width) if key in ("mem_mib", "eval_loss") and record.get(key) is None
                          else fmt(record.get(key), width) for key, _, width in COLUMNS)
         note = "  <- first non-finite values" if first_bad else ""
         print(f"{progress} {cells}{note}", file=self.out, flush=True)

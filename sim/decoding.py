@@ -127,3 +127,47 @@ def sample_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
     metrics["valid_rate"] = sum(repetition.valid_rate(seq, valid, PROMPT_LEN)
                                 for seq in full) / len(full)
     return samples, metrics
+
+
+DECODING_KEYS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
+                 "no_repeat_ngram", "gen_tokens", "kv_cache")
+
+
+def render_samples(result, scenario, overrides=None, count: int = 6) -> str:
+    """The `samples` probe: a few of the run's generations as text, with their metrics.
+
+    With decoding `overrides` (e.g. decode=sample, kv_cache=false) the same seeded training is
+    re-run, faults and fixes included, and decoded with them. Only decoding settings are
+    accepted: a probe must not change the training. Tokens that break the grammar are marked *.
+    """
+    from .data import grammar, make_stream
+    from .runner import execute
+    overrides = dict(overrides or {})
+    others = sorted(set(overrides) - set(DECODING_KEYS))
+    if others:
+        raise ValueError(f"samples takes decoding settings only ({', '.join(DECODING_KEYS)}); "
+                         f"not {', '.join(others)}")
+    if overrides:
+        result = execute(scenario, result.seed, result.cause_id, result.fix_ids,
+                         {**result.sets, **overrides})
+    if not result.samples:
+        return f"no samples: the run ended with status '{result.status}'"
+    cfg, summary = result.config, result.summary
+    valid = grammar(cfg.vocab_size).valid
+    prompts = make_stream(cfg).prompts(len(result.samples), PROMPT_LEN).tolist()
+    settings = (f"decode={cfg.decode} temperature={cfg.temperature:g} top_k={cfg.top_k} "
+                f"top_p={cfg.top_p:g} repetition_penalty={cfg.repetition_penalty:g} "
+                f"no_repeat_ngram={cfg.no_repeat_ngram} kv_cache={str(cfg.kv_cache).lower()}")
+    lines = [settings]
+    for prompt, sample in list(zip(prompts, result.samples))[:count]:
+        seq = prompt + sample
+        words = [f"{t}{'' if valid(*seq[i - 2:i + 1]) else '*'}"
+                 for i, t in enumerate(seq) if i >= PROMPT_LEN]
+        lines.append(f"  {' '.join(map(str, prompt))} | {' '.join(words)}")
+    lines.append(f"({min(count, len(result.samples))} of {len(result.samples)} samples; "
+                 f"* = not allowed by the grammar)")
+    lines.append(f"repeated 3-grams {summary['repeat_rate']:.2f}   "
+                 f"longest loop {summary['longest_loop']:.1f} tokens   "
+                 f"grammatical {summary['valid_rate']:.2f}   "
+                 f"distinct-2 {summary['distinct_2']:.2f}")
+    return "\n".join(lines)

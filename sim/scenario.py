@@ -66,9 +66,10 @@ class Criterion:
         checks: list[Check] = []
         if self.require_fit:
             oom = summary.get("oom")
+            peak = summary.get("peak_memory_mb")
             checks.append(Check("fits in memory", not oom,
                                 f"out of memory at step {oom['step']}" if oom else
-                                f"peak {summary.get('peak_memory_mb', 0):.1f} MB"))
+                                f"peak {peak:.2f} MiB" if peak else "no out-of-memory error"))
         if self.require_finite:
             bad = summary.get("nonfinite_steps", 0)
             first = summary.get("first_nonfinite_step")

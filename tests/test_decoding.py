@@ -7,7 +7,7 @@ import torch
 from sim import repetition as R
 from sim.config import TrainConfig, with_overrides
 from sim.decoding import (apply_repetition_penalty, ban_repeated_ngrams, choose, generate,
-                          nucleus, sample_and_measure)
+                          nucleus, render_samples, sample_and_measure)
 from sim.faults import StaleKVCache
 from sim.loop import train
 
@@ -93,7 +93,7 @@ def test_top_k_and_greedy():
 @pytest.fixture(scope="module")
 def trained():
     config = with_overrides(TrainConfig(), {
-        "vocab_size": 14, "d_model": 32, "n_layer": 1, "batch_size": 64, "steps": 40,
+        "vocab_size": 14, "d_model": 32, "n_layer": 1, "batch_size": 32, "steps": 40,
         "track_memory": False, "gen_tokens": 20})
     return train(config)
 
@@ -141,3 +141,13 @@ def test_sample_and_measure(trained):
     assert len(samples) == 16 and all(len(s) == 20 for s in samples)
     assert {"distinct_1", "distinct_2", "repeat_rate", "longest_loop", "valid_rate"} <= set(metrics)
     assert 0.0 <= metrics["valid_rate"] <= 1.0
+
+
+def test_samples_probe_redecodes_with_decoding_settings_only():
+    from scenarios.repetitive_decoding import SCENARIO
+    from sim.runner import execute
+    result = execute(SCENARIO, 0, "stale_kv_cache", sets={"steps": 30})     # short: cheap
+    text = render_samples(result, SCENARIO, {"kv_cache": False})
+    assert "kv_cache=false" in text and text.count(" | ") == 6
+    with pytest.raises(ValueError, match="decoding settings only"):
+        render_samples(result, SCENARIO, {"steps": 150})
