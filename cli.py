@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from sim import registry
-from sim.config import ConfigError, parse_assignments
+from sim.config import ConfigError
 
 RUNS_DIR = Path("debugsim-runs")
 
@@ -30,9 +30,10 @@ def scenario_or_fail(scenario_id: str):
         raise InputError(str(error)) from None
 
 
-def settings_or_fail(pairs) -> dict:
+def settings_or_fail(scenario, pairs) -> dict:
+    from sim.runner import parse_settings
     try:
-        return parse_assignments(pairs)
+        return parse_settings(scenario, pairs)
     except ConfigError as error:
         raise InputError(str(error)) from None
 
@@ -48,9 +49,9 @@ def check_names(scenario, cause: str | None, fixes) -> None:
 
 
 def validate_config(scenario, seed, cause, fixes, sets) -> None:
-    from sim.runner import assemble
+    from sim.runner import validate
     try:
-        assemble(scenario, seed, cause, fixes, sets)
+        validate(scenario, seed, cause, fixes, sets)
     except ConfigError as error:
         raise InputError(str(error)) from None
 
@@ -117,12 +118,16 @@ def show_command(scenario_id: str, answers: bool, as_json: bool) -> None:
 
 def _run_and_save(scenario, seed, cause, fixes, sets, out_dir: Path, quiet: bool):
     """Train with a live table, then write plots and summary.md; returns the RunResult."""
-    from sim.console import LiveTable
-    from sim.plots import write_run_plots
     from sim.report import write_summary_md
     from sim.runner import assemble, execute
+    if scenario.engine == "planner":             # no training: the plan and its chart
+        result = execute(scenario, seed, cause, fixes, sets, out_dir=out_dir)
+        write_summary_md(result, scenario, out_dir / "summary.md", ["memory_plan.png"])
+        return result
+    from sim.console import LiveTable
+    from sim.plots import write_run_plots
     config, _ = assemble(scenario, seed, cause, fixes, sets)
-    listeners = [] if quiet else [LiveTable(config.steps, out=sys.stderr if quiet else None)]
+    listeners = [] if quiet else [LiveTable(config.steps)]
     result = execute(scenario, seed, cause, fixes, sets, out_dir=out_dir, listeners=listeners)
     plots = write_run_plots(result, out_dir)
     write_summary_md(result, scenario, out_dir / "summary.md", plots)
@@ -141,7 +146,7 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, as_json) -> None:
     """Run a scenario non-interactively and write its artifacts."""
     scenario = scenario_or_fail(scenario_id)
     seed = pick_seed(seed)
-    settings = settings_or_fail(sets)
+    settings = settings_or_fail(scenario, sets)
     check_names(scenario, cause, fixes)
     cause = cause or scenario.draw_cause(seed).id
     validate_config(scenario, seed, cause, fixes, settings)
@@ -159,7 +164,7 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, as_json) -> None:
         return
     from sim.report import run_lines
     click.echo("\n".join(run_lines(result)))
-    click.echo(f"artifacts: {out}/ (metrics.jsonl, config.json, summary.md, plots/)")
+    click.echo(f"artifacts: {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
 
 
 @cli.command("check")
@@ -172,7 +177,7 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, as_json) -> None:
 def check_command(scenario_id, seed, cause, fixes, sets, as_json) -> None:
     """Grade a diagnosis by re-running: exit 0 passed, 1 not passed, 2 usage error."""
     scenario = scenario_or_fail(scenario_id)
-    settings = settings_or_fail(sets)
+    settings = settings_or_fail(scenario, sets)
     check_names(scenario, cause, fixes)
     if not fixes and not settings:
         raise InputError("name a fix with --fix or a setting with --set")
@@ -199,7 +204,7 @@ def play_command(scenario_id, seed, probe_lines, cause, fixes, sets, out) -> Non
     """Play a scenario: read the story, investigate, name the cause, fix it, see the re-run."""
     from sim.play import play
     scenario = scenario_or_fail(scenario_id)
-    settings = settings_or_fail(sets)
+    settings = settings_or_fail(scenario, sets)
     check_names(scenario, cause, fixes)
     seed = pick_seed(seed)
     out = out or RUNS_DIR / f"{scenario.id}-seed{seed}"

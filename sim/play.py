@@ -6,6 +6,8 @@ probe loop ends, and a missing answer is a usage error.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .scenario import Scenario
@@ -28,10 +30,12 @@ def play(scenario: Scenario, seed: int, out, probe_lines, cause_answer, fix_ids,
     click.echo(f"=== {scenario.title} ({scenario.id}, seed {seed}) ===\n")
     click.echo(scenario.story + "\n")
     cause = scenario.draw_cause(seed)
-    click.echo("Running the broken training ...")
+    planner = scenario.engine == "planner"
+    click.echo("Computing the memory plan of the failing job ..." if planner
+               else "Running the broken training ...")
     before = run_and_save(scenario, seed, cause.id, [], {}, out, False)
     click.echo("\n".join(run_lines(before)))
-    click.echo(f"\nArtifacts: {out}/  (metrics.jsonl, summary.md, plots/dashboard.png)\n")
+    click.echo(f"\nArtifacts: {out}/  ({', '.join(sorted(p.name for p in out.iterdir()))})\n")
 
     # --- investigate ---
     plot_dir = out / "plots"
@@ -67,15 +71,20 @@ def play(scenario: Scenario, seed: int, out, probe_lines, cause_answer, fix_ids,
     if not fix_ids and not sets:
         raise LookupError("no fix chosen")
 
-    click.echo("\nRe-running the same seeded training with your fix ...")
-    from .console import LiveTable
-    from .runner import assemble
-    config, _ = assemble(scenario, seed, cause.id, fix_ids, sets)
+    click.echo("\nRecomputing the plan with your fix ..." if planner
+               else "\nRe-running the same seeded training with your fix ...")
+    listeners = []
+    if scenario.engine == "training":
+        from .console import LiveTable
+        from .runner import assemble
+        listeners.append(LiveTable(assemble(scenario, seed, cause.id, fix_ids, sets)[0].steps))
     verdict = grade(scenario, seed, named, fix_ids, sets, cause_id=cause.id, before=before,
-                    after_dir=out / "rerun", listeners=[LiveTable(config.steps)])
-    _save_evidence(before, verdict.after, out)
+                    after_dir=out / "rerun", listeners=listeners)
+    evidence = _save_evidence(before, verdict.after, out)
     click.echo("\n".join(verdict_lines(verdict, scenario)))
-    click.echo(f"Evidence: {out}/plots/before_after_loss.png\n")
+    if "plan" in verdict.after.summary:
+        click.echo("Your plan: " + verdict.after.summary["why"])
+    click.echo(f"Evidence: {evidence}\n")
     click.echo(f"Debrief — {scenario.interview_question}\n")
     click.echo(cause.explanation)
     click.echo(f"The tell: {cause.tell}.\n")
@@ -83,7 +92,12 @@ def play(scenario: Scenario, seed: int, out, probe_lines, cause_answer, fix_ids,
     return verdict.passed
 
 
-def _save_evidence(before, after, out) -> None:
-    from .plots import compare
+def _save_evidence(before, after, out) -> Path:
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    compare(before, after, "loss", out / "plots" / "before_after_loss.png")
+    if "plan" in after.summary:
+        from .memplan.exercise import plot_before_after
+        return plot_before_after(before, after, out / "plots" / "before_after_memory.png")
+    from .plots import compare
+    path = out / "plots" / "before_after_loss.png"
+    compare(before, after, "loss", path)
+    return path

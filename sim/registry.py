@@ -14,7 +14,7 @@ from .config import did_you_mean
 from .scenario import Scenario
 
 ENTRY_POINT_GROUP = "debugsim.scenarios"
-BUILTIN_MODULES = ("nan_loss", "oom", "bad_lr", "repetitive_decoding")
+BUILTIN_MODULES = ("nan_loss", "oom", "bad_lr", "repetitive_decoding", "oom_13b")
 
 _registry: dict[str, Scenario] = {}
 _loaded = False

@@ -15,6 +15,9 @@ def _num(value, digits: int = 3) -> str:
 
 def run_lines(result: RunResult) -> list[str]:
     s = result.summary
+    if "plan" in s:                                   # a planner scenario: no training steps
+        from .memplan.exercise import plan_lines
+        return plan_lines(s)
     lines = [f"status: {result.status}" + (f" — {result.error}" if result.error else ""),
              f"steps: {s['steps_completed']}/{result.config.steps}   "
              f"final loss: {_num(s['final_loss'])}   held-out loss: {_num(s['eval_loss'])}",

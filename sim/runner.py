@@ -37,6 +37,7 @@ class RunResult:
     summary: dict
     samples: list[list[int]] = field(default_factory=list)   # generated token ids, if any
     out_dir: Path | None = None
+    plan: Any = None                   # planner scenarios: the MemoryPlan that was judged
 
     def series(self, name: str):
         """One per-step signal as a float array (NaN where missing or non-finite)."""
@@ -50,6 +51,24 @@ class RunResult:
 
 def _float(value) -> float:
     return float("nan") if value is None else float(value)
+
+
+def parse_settings(scenario: Scenario, pairs: Sequence[str]) -> dict[str, Any]:
+    """Free-form `key=value` settings, parsed for the scenario's engine (ConfigError if bad)."""
+    if scenario.engine == "planner":
+        from .memplan.exercise import parse_settings as parse_plan_settings
+        return parse_plan_settings(pairs)
+    from .config import parse_assignments
+    return parse_assignments(pairs)
+
+
+def validate(scenario: Scenario, seed: int, cause_id, fix_ids=(), sets=None) -> None:
+    """Raise ConfigError now, before any work, if the combination cannot run."""
+    if scenario.engine == "planner":
+        from .memplan.exercise import assemble_plan
+        assemble_plan(scenario, cause_id, fix_ids, sets)
+    else:
+        assemble(scenario, seed, cause_id, fix_ids, sets)
 
 
 def assemble(scenario: Scenario, seed: int, cause_id: str | None, fix_ids: Sequence[str] = (),
@@ -78,6 +97,9 @@ def execute(scenario: Scenario, seed: int, cause_id: str | None = None,
             out_dir: str | Path | None = None, listeners=()) -> RunResult:
     """Train the scenario with the given cause (None = healthy base) and fixes; never raises for
     a training failure (out of memory, non-finite values): those are the result."""
+    if scenario.engine == "planner":
+        from .memplan.exercise import execute_plan
+        return execute_plan(scenario, seed, cause_id, fix_ids, sets, out_dir)
     from .device import SimulatedOutOfMemory
     from .loop import train
     from .telemetry import Recorder

@@ -68,8 +68,9 @@ class Criterion:
             oom = summary.get("oom")
             peak = summary.get("peak_memory_mb")
             checks.append(Check("fits in memory", not oom,
-                                f"out of memory at step {oom['step']}" if oom else
-                                f"peak {peak:.2f} MiB" if peak else "no out-of-memory error"))
+                                oom.get("detail") or f"out of memory at step {oom['step']}" if oom else
+                                summary.get("fit_detail") or
+                                (f"peak {peak:.2f} MiB" if peak else "no out-of-memory error")))
         if self.require_finite:
             bad = summary.get("nonfinite_steps", 0)
             first = summary.get("first_nonfinite_step")
@@ -130,6 +131,7 @@ class Scenario:
     resolves: Mapping[str, tuple[str, ...]]           # cause id -> fixes that resolve it
     masks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # cause -> masking fixes
     generates_text: bool = False          # run ends with decoding and repetition metrics
+    engine: str = "training"              # training: re-run the loop | planner: memory plan
 
     def __post_init__(self) -> None:
         cause_ids = {c.id for c in self.causes}

@@ -35,6 +35,8 @@ def run_probe(line: str, result: RunResult, scenario: Scenario, plot_dir: Path) 
     if not words:
         return ""
     name, args = words[0].lower(), words[1:]
+    if scenario.engine == "planner":
+        return _plan_probe(name, result)
     try:
         if name == "help":
             return HELP
@@ -71,6 +73,17 @@ def run_probe(line: str, result: RunResult, scenario: Scenario, plot_dir: Path) 
     return f"unknown probe '{name}'{did_you_mean(name, PROBES)}; type 'help'"
 
 
+def _plan_probe(name: str, result: RunResult) -> str:
+    if name in ("memory", "plan"):
+        from .memplan.exercise import plan_lines
+        return "\n".join(plan_lines(result.summary))
+    if name == "help":
+        return ("probes: 'memory' shows the per-GPU breakdown of the failing plan; "
+                "`debugsim memory --help` explores any combination")
+    return (f"'{name}' needs a training run; this scenario is graded by the memory planner: "
+            "try 'memory'")
+
+
 def _step(args: list[str]) -> int:
     if not args:
         raise ValueError("which step? e.g. 'batch 12'")
@@ -88,7 +101,8 @@ def parse_fix_answer(answer: str, scenario: Scenario):
             fix_ids.append(letters[word.lower()])
         else:
             fix_ids.append(scenario.fix(word).id)          # LookupError with did-you-mean
-    return fix_ids, parse_assignments(assignments)
+    from .runner import parse_settings
+    return fix_ids, parse_settings(scenario, assignments)
 
 
 def parse_cause_answer(answer: str, scenario: Scenario) -> str:

@@ -150,3 +150,18 @@ def test_interrupted_run_leaves_valid_partial_metrics(tmp_path, monkeypatch):
     assert [l["event"] for l in lines][-1] == "end" and lines[-1]["status"] == "interrupted"
     assert sum(1 for line in lines if line["event"] == "step") == 6   # steps 0..5 were logged
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_planner_scenario_is_graded_by_the_planner(tmp_path):
+    seed = _seed_with_cause("oom_13b", "model_states")
+    wrong = invoke("play", "oom_13b", "--seed", seed, "--out", tmp_path / "w",
+                   input="memory\n\n1\ncheckpointing\n")
+    assert wrong.exit_code == 1, wrong.output
+    assert "optimizer_states" in wrong.output and "NOT_RESOLVED" in wrong.output
+    right = invoke("check", "oom_13b", "--seed", seed, "--cause", "model_states",
+                   "--set", "method=qlora", "--json")
+    assert right.exit_code == 0, right.output
+    after = json.loads(right.output)["after"]["summary"]
+    assert after["gpu_total_gb"] < 40 < json.loads(right.output)["before"]["summary"]["gpu_total_gb"]
+    bad = invoke("check", "oom_13b", "--seed", seed, "--cause", "model_states", "--set", "gpu=abc")
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
