@@ -46,6 +46,7 @@ class Run:
     logits: Any = None                 # last micro-batch's logits, still attached to the graph
     loss: float = float("nan")         # mean loss over the step's micro-batches
     grad_norm: float = float("nan")    # global gradient norm before clipping, unscaled
+    param_grad_norms: list = field(default_factory=list)   # per parameter, same order
     grads_finite: bool = True
     updated: bool = False              # whether the optimizer applied this step's update
     eval_loss: float | None = None
@@ -174,9 +175,8 @@ def train(config: TrainConfig, callbacks=()) -> Run:
                             if p.grad is not None:
                                 p.grad.div_(scale)
                         run.loss_scale = scale
-                    grads = [p.grad for p in model.parameters() if p.grad is not None]
-                    run.grad_norm = torch.linalg.vector_norm(
-                        torch.stack(torch._foreach_norm(grads))).item() if grads else 0.0
+                    run.param_grad_norms = _grad_norms(model)
+                    run.grad_norm = math.sqrt(sum(n * n for n in run.param_grad_norms if n is not None))
                 run.grads_finite = math.isfinite(run.grad_norm)
                 hooks.fire("on_after_backward", run)
                 # 5. clip
@@ -224,6 +224,18 @@ def train(config: TrainConfig, callbacks=()) -> Run:
     finally:
         hooks.fire("on_run_end", run)
     return run
+
+
+def _grad_norms(model) -> list[float | None]:
+    """The L2 norm of each parameter's gradient (None where it has none), in one pass."""
+    params = list(model.parameters())
+    with_grad = [i for i, p in enumerate(params) if p.grad is not None]
+    norms: list[float | None] = [None] * len(params)
+    if with_grad:
+        values = torch.stack(torch._foreach_norm([params[i].grad for i in with_grad]))
+        for i, value in zip(with_grad, values.double().tolist()):
+            norms[i] = value
+    return norms
 
 
 def _to(tensor, device: str):

@@ -71,32 +71,38 @@ class Recorder(Callback):
             self._metrics.write({"event": "header", "format_version": FORMAT_VERSION,
                                  **self.header, "config": run.config.to_dict()})
         self._t0 = time.perf_counter()
+        index = {id(p): i for i, p in enumerate(run.model.parameters())}
+        self._groups = {name: [index[id(p)] for p in params]
+                        for name, params in run.model.layer_groups().items()}
 
     def on_step_start(self, run) -> None:
         self._step_t0 = time.perf_counter()
 
     def on_after_backward(self, run) -> None:
-        with run.device.untracked(), torch.no_grad():
-            self._layer_norms, nonfinite = {}, 0
-            for name, params in run.model.layer_groups().items():
-                grads = [p.grad for p in params if p.grad is not None]
-                if not grads:
-                    continue
-                norms = torch.stack(torch._foreach_norm(grads))
-                self._layer_norms[name] = torch.linalg.vector_norm(norms).item()
-                nonfinite += sum(int((~torch.isfinite(g)).sum()) for g in grads)
-            self._nonfinite = nonfinite + (0 if math.isfinite(run.loss) else 1)
+        # per-parameter gradient norms come from the loop (it needs them for the global norm)
+        self._layer_norms = {
+            name: math.sqrt(sum(run.param_grad_norms[i] ** 2 for i in indices))
+            for name, indices in self._groups.items()
+            if any(run.param_grad_norms[i] is not None for i in indices)}
+        nonfinite = 0
+        if not run.grads_finite:          # count elements only when something is off
+            with run.device.untracked(), torch.no_grad():
+                nonfinite = sum(int((~torch.isfinite(p.grad)).sum())
+                                for p in run.model.parameters() if p.grad is not None)
+        self._nonfinite = nonfinite + (0 if math.isfinite(run.loss) else 1)
 
     def on_before_update(self, run) -> None:
         with run.device.untracked(), torch.no_grad():
-            self._before = [p.detach().clone() for p in run.model.parameters()]
+            self._before = torch._foreach_mul(list(run.model.parameters()), 1.0)   # a copy
 
     def on_step_end(self, run) -> None:
         with run.device.untracked(), torch.no_grad():
             params = list(run.model.parameters())
-            param_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))).item()
             deltas = torch._foreach_sub(params, self._before)
-            update_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(deltas))).item()
+            norms = torch.stack([*torch._foreach_norm(params), *torch._foreach_norm(deltas)])
+            squares = (norms.double() ** 2).tolist()
+        param_norm = math.sqrt(sum(squares[:len(params)]))
+        update_norm = math.sqrt(sum(squares[len(params):]))
         if self._nonfinite and self.first_nonfinite_step is None:
             self.first_nonfinite_step = run.step
         record = clean({

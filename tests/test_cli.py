@@ -165,3 +165,12 @@ def test_planner_scenario_is_graded_by_the_planner(tmp_path):
     assert after["gpu_total_gb"] < 40 < json.loads(right.output)["before"]["summary"]["gpu_total_gb"]
     bad = invoke("check", "oom_13b", "--seed", seed, "--cause", "model_states", "--set", "gpu=abc")
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
+
+
+def test_a_run_folder_loads_back(tmp_path):
+    from sim.artifacts import load_run
+    assert invoke("run", "bad_lr", "--seed", "2", "--out", tmp_path).exit_code == 0
+    loaded = load_run(tmp_path)
+    assert loaded.scenario_id == "bad_lr" and loaded.config.model == "mlp"
+    assert len(loaded.series("loss")) == loaded.config.steps
+    assert loaded.cause_id is None        # the folder does not give the answer away
