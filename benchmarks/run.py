@@ -149,7 +149,8 @@ def bench_run_check(table: Table, repeats: int, work: Path, sections) -> None:
                 out = work / f"run-{sid}-{rep}"
                 seconds, proc = timed(debugsim_cmd("run", sid, "--seed", "0", "--out", str(out),
                                                    "--json"), work)
-                missing = [f for f in ("metrics.jsonl", "summary.json", "config.json")
+                record = "plan.json" if (out / "plan.json").exists() else "metrics.jsonl"
+                missing = [f for f in (record, "summary.json", "config.json")
                            if not (out / f).exists()]
                 if proc.returncode != 0 or missing:
                     problems[sid]["run"].append(f"rc={proc.returncode} missing={missing}")

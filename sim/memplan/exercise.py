@@ -103,6 +103,10 @@ def execute_plan(scenario, seed: int, cause_id: str | None = None, fix_ids: Sequ
     out = Path(out_dir) if out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
+        settings = {"model": model, "gpu": gpu, **plan.to_dict()["strategy"]}
+        write_atomic(out / "config.json", json.dumps(
+            {"scenario": scenario.id, "seed": seed, "fixes": list(fix_ids),
+             "sets": dict(sets or {}), "config": settings}, indent=2) + "\n")
         write_atomic(out / "plan.json", json.dumps(plan.to_dict(gpu), indent=2) + "\n")
         write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         from .chart import plot_plans
