@@ -27,7 +27,7 @@ import statistics
 import warnings
 from typing import Any, Sequence
 
-from .runner import RunResult
+from .runner import RunResult, overflow_skip
 
 NONFINITE_MARK = "NaN!"            # how the table shows a value that was NaN or +-inf
 
@@ -42,12 +42,6 @@ class ProbeError(ValueError):
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def overflow_skip(record: dict, config) -> bool:
-    """A step that dynamic fp16 loss scaling skipped on purpose (not a fault)."""
-    return (config.precision == "fp16" and config.loss_scale == "dynamic"
-            and not record.get("updated", True) and record.get("loss") is not None)
 
 
 def nonfinite_steps(result: RunResult) -> list[int]:

@@ -143,7 +143,7 @@ def summarize(result: RunResult) -> dict:
     losses = [r["loss"] for r in records]
     tail = losses[-TAIL:]
     finite_tail = all(v is not None for v in tail) and bool(tail)
-    nonfinite = [r for r in records if r["nonfinite"] and not _overflow_skip(r, result.config)]
+    nonfinite = [r for r in records if r["nonfinite"] and not overflow_skip(r, result.config)]
     suppressed = [r for r in nonfinite if not r["updated"]]
     evals = [r["eval_loss"] for r in records if r.get("eval_loss") is not None]
     oom = None
@@ -163,7 +163,7 @@ def summarize(result: RunResult) -> dict:
     }
 
 
-def _overflow_skip(record: dict, config: TrainConfig) -> bool:
+def overflow_skip(record: dict, config: TrainConfig) -> bool:
     """A step that dynamic loss scaling skipped on purpose (overflow at the current scale)."""
     return (config.precision == "fp16" and config.loss_scale == "dynamic"
             and not record["updated"] and record["loss"] is not None)

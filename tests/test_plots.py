@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sim import plots, runner
-from sim.scenario import Criterion, Scenario
+from sim.faults import GradEnabledEval
+from sim.scenario import Cause, Criterion, Fault, Scenario
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -23,14 +24,20 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def scratch(base):
+def scratch(base, causes=()):
     return Scenario(id="plot-scratch", title="scratch", difficulty="easy", tags=(), story="",
-                    base=base, causes=(), fixes=(), criterion=Criterion(), debrief="",
+                    base=base, causes=causes, fixes=(), criterion=Criterion(), debrief="",
                     interview_question="", resolves={})
 
 
 def run(**base):
     return runner.execute(scratch(base), 0)
+
+
+def run_eval_with_grad(**base):
+    """Training fits; the first evaluation (step 1) keeps a graph of a 256-row batch: OOM."""
+    cause = Cause("eval_grad", "eval with grad", Fault("", callbacks=(GradEnabledEval,)), "", "")
+    return runner.execute(scratch(base, (cause,)), 0, "eval_grad")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,8 @@ def runs():
         "healthy": run(steps=8, eval_every=4, grad_clip=1.0, warmup_steps=2, schedule="cosine"),
         "nan": run(optimizer="sgd", lr=5.0, steps=12),          # non-finite from step 10
         "oom_at_0": run(memory_budget_mib=2.0),                  # no records at all
-        "oom_later": run(memory_budget_mib=6.7, steps=4),        # one step, then out of memory
+        "oom_later": run_eval_with_grad(memory_budget_mib=12.0, steps=4, eval_every=2,
+                                        eval_batch_size=256),  # one step, then out of memory
         "one_step": run(steps=1),
         "untracked": run(steps=3, track_memory=False),
     }
