@@ -130,7 +130,8 @@ class Recorder(Callback):
         self.end = clean({
             "event": "end", "status": run.status, "steps_completed": len(self.records),
             "error": run.error, "peak_mib": device.peak / MiB if device.enabled else None,
-            "peak_breakdown_mib": {k: v / MiB for k, v in device.peak_breakdown.items()},
+            "peak_breakdown_mib": {k: v / MiB for k, v in device.peak_breakdown.items()}
+            if device.enabled else None,
             "first_nonfinite_step": self.first_nonfinite_step,
         })
         if self._metrics:
