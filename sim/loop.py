@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .callbacks import CallbackList
 from .config import TrainConfig
 from .data import IGNORE, Batch, make_stream
-from .device import MiB, SimulatedDevice
+from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
 
 
@@ -167,16 +167,9 @@ def train(config: TrainConfig, callbacks=()) -> Run:
                 run.loss = torch.stack(losses).mean().item()
                 # 4. unscale + measure
                 with device.phase_of("gradients"):
-                    if scaler is not None:
-                        scaler.unscale_(optimizer)
-                        run.loss_scale = scaler.get_scale()
-                    elif scale is not None:
-                        for p in model.parameters():
-                            if p.grad is not None:
-                                p.grad.div_(scale)
-                        run.loss_scale = scale
+                    _unscale(run, scale)
                     run.param_grad_norms = _grad_norms(model)
-                    run.grad_norm = math.sqrt(sum(n * n for n in run.param_grad_norms if n is not None))
+                run.grad_norm = math.sqrt(sum(n * n for n in run.param_grad_norms if n is not None))
                 run.grads_finite = math.isfinite(run.grad_norm)
                 hooks.fire("on_after_backward", run)
                 # 5. clip
@@ -187,18 +180,7 @@ def train(config: TrainConfig, callbacks=()) -> Run:
                 skip = run.control.skip_update or (
                     config.skip_nonfinite and not (run.grads_finite and math.isfinite(run.loss)))
                 with device.phase_of("optimizer_state"):
-                    if skip:
-                        run.updated = False
-                        if scaler is not None:
-                            scaler.update()
-                    elif scaler is not None:
-                        before = scaler.get_scale()
-                        scaler.step(optimizer)
-                        scaler.update()
-                        run.updated = scaler.get_scale() >= before   # a backoff means skipped
-                    else:
-                        optimizer.step()
-                        run.updated = True
+                    run.updated = _update(run, skip)
                 # 7. zero grads
                 optimizer.zero_grad(set_to_none=True)
                 # 8. evaluate
@@ -217,13 +199,37 @@ def train(config: TrainConfig, callbacks=()) -> Run:
         run.status = "interrupted"
         raise
     except Exception as error:
-        from .device import SimulatedOutOfMemory
         run.status = "oom" if isinstance(error, SimulatedOutOfMemory) else "error"
         run.error = str(error)
         raise
     finally:
         hooks.fire("on_run_end", run)
     return run
+
+
+def _unscale(run: Run, scale) -> None:
+    """Undo loss scaling on the gradients, so what follows sees their true size."""
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+        run.loss_scale = run.scaler.get_scale()
+    elif scale is not None:
+        torch._foreach_div_([p.grad for p in run.model.parameters() if p.grad is not None], scale)
+        run.loss_scale = scale
+
+
+def _update(run: Run, skip: bool) -> bool:
+    """Apply the optimizer step; returns whether the parameters were updated."""
+    if run.scaler is None:
+        if not skip:
+            run.optimizer.step()
+        return not skip
+    if skip:
+        run.scaler.update()
+        return False
+    before = run.scaler.get_scale()
+    run.scaler.step(run.optimizer)         # skips the step itself if it finds inf/NaN
+    run.scaler.update()
+    return run.scaler.get_scale() >= before   # a backoff means the step was skipped
 
 
 def _grad_norms(model) -> list[float | None]:
