@@ -174,3 +174,10 @@ def test_a_run_folder_loads_back(tmp_path):
     assert loaded.scenario_id == "bad_lr" and loaded.config.model == "mlp"
     assert len(loaded.series("loss")) == loaded.config.steps
     assert loaded.cause_id is None        # the folder does not give the answer away
+
+
+def test_memory_command_is_registered_and_crosschecks_the_tiny_model():
+    result = invoke("memory", "--crosscheck-tiny")
+    assert result.exit_code == 0, result.output
+    assert "parameters" in result.output and "optimizer_states" in result.output
+    assert invoke("memory", "--model", "llama-2-13b", "--gpu", "abc").exit_code == 2

@@ -140,13 +140,20 @@ def _table(plan, unit: str) -> list[str]:
               help="display unit (JSON is always bytes)")
 @click.option("--top", type=int, default=6, show_default=True, help="how many fitting strategies to list")
 @click.option("--meta-check", is_flag=True, help="also count parameters on PyTorch's meta device (imports torch)")
+@click.option("--crosscheck-tiny", is_flag=True,
+              help="compare the planner with the simulated device's allocation tracker on "
+                   "debugsim's own tiny model (trains 2 steps; imports torch), then exit")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output, every figure in bytes")
 @click.option("--plot", type=click.Path(dir_okay=False), help="write a stacked bar PNG here")
 def memory_command(model, layers, hidden, heads, kv_heads, intermediate, vocab, mlp, positional,
                    max_positions, tied_embeddings, params, method, lora_rank, lora_targets, optimizer,
                    precision, master_weights, double_quant, zero, gpus, offload, batch, seq, checkpointing,
-                   flash, gpu_size, inference, units, top, meta_check, as_json, plot):
+                   flash, gpu_size, inference, units, top, meta_check, crosscheck_tiny, as_json, plot):
     """Will it fit? GPU memory for training or serving a model, and the strategies that fit."""
+    if crosscheck_tiny:
+        from .crosscheck import crosscheck, render
+        click.echo(render(crosscheck()))
+        return
     for name, v in dict(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=intermediate,
                         vocab=vocab, lora_rank=lora_rank, gpus=gpus, batch=batch, seq=seq,
                         max_positions=max_positions).items():
