@@ -190,8 +190,8 @@ def _line(ax, x, y, **kwargs):
 
 
 def _empty(ax, result, what: str, detail: bool = True) -> None:
-    from .probes import _end_note
-    text = f"{what}\n{_wrap(_end_note(result), 60)}" if detail else what
+    from .probes import end_note
+    text = f"{what}\n{_wrap(end_note(result), 60)}" if detail else what
     ax.text(0.5, 0.5, text, ha="center", va="center",
             fontsize=9, transform=ax.transAxes, color="#444444")
     ax.set_xticks([])

@@ -1,0 +1,111 @@
+"""The log table: per-step records as aligned text."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..runner import RunResult
+from ._common import NONFINITE_MARK, ProbeError, end_note, _fmt
+
+
+DEFAULT_COLUMNS = ("step", "loss", "grad_norm", "param_norm", "update_ratio", "lr", "nonfinite",
+                   "updated", "mem_mib", "mem_peak_mib", "eval_loss", "loss_scale")
+_FORMATS = {"step": "d", "loss": ".4f", "eval_loss": ".4f", "grad_norm": ".4g",
+            "param_norm": ".4g", "update_ratio": ".3g", "lr": ".3g", "nonfinite": "d",
+            "mem_mib": ".2f", "mem_peak_mib": ".2f", "loss_scale": ".4g"}
+# fields where None means "was NaN/inf" rather than "not measured this step"
+_MEASURED_EVERY_STEP = {"loss", "grad_norm", "param_norm", "update_ratio"}
+
+
+def _columns(result: RunResult, columns) -> list[str]:
+    layers = list(result.records[0].get("layer_grad_norm", {})) if result.records else []
+    if columns is None:
+        # the defaults, minus the ones this run never measured (eval, loss scale, memory)
+        chosen = [c for c in DEFAULT_COLUMNS
+                  if c in _MEASURED_EVERY_STEP or c in ("step", "lr", "nonfinite", "updated")
+                  or any(r.get(c) is not None for r in result.records)]
+        return chosen
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",") if c.strip()]
+    out = ["step"] if "step" not in columns else []
+    for column in columns:
+        if column in ("layer_grad_norm", "layers"):
+            out.extend(f"layer:{layer}" for layer in layers)
+        elif column in layers:
+            out.append(f"layer:{column}")
+        elif column.startswith("layer:") and column[6:] in layers:
+            out.append(column)
+        elif result.records and column not in result.records[0]:
+            from ..config import did_you_mean
+            options = [*result.records[0].keys(), *layers]
+            raise ProbeError(f"unknown column '{column}'{did_you_mean(column, options)}; "
+                             f"choose from {', '.join(k for k in options if k != 'event')}")
+        else:
+            out.append(column)
+    return out
+
+
+def log_rows(result: RunResult, start: int | None = None, end: int | None = None) -> list[dict]:
+    """The records with start <= step <= end (both inclusive; negative counts from the end)."""
+    if not result.records:
+        return []
+    last = result.records[-1]["step"]
+    lo = 0 if start is None else (last + 1 + start if start < 0 else start)
+    hi = last if end is None else (last + 1 + end if end < 0 else end)
+    return [r for r in result.records if lo <= r["step"] <= hi]
+
+
+def log_table(result: RunResult, start: int | None = None, end: int | None = None,
+              columns: Sequence[str] | str | None = None) -> str:
+    """The per-step records from `start` to `end` (inclusive; negative = from the end) as an
+    aligned text table. `columns` picks fields (any record field, `layer_grad_norm` for every
+    layer, or a layer name); a NaN/inf value shows as NaN!, a value not measured as '-'."""
+    cols = _columns(result, columns)
+    rows = log_rows(result, start, end)
+    lines = []
+    if not result.records:
+        return f"no steps recorded: {end_note(result)}"
+    if not rows:
+        return (f"no steps in range {start}..{end} "
+                f"(recorded steps {result.records[0]['step']}..{result.records[-1]['step']})")
+    table = [[_header(c) for c in cols]]
+    any_nonfinite = False
+    for record in rows:
+        cells = []
+        for column in cols:
+            if column.startswith("layer:"):
+                value = record.get("layer_grad_norm", {}).get(column[6:])
+                measured = True
+                spec = ".4g"
+            else:
+                value = record.get(column)
+                measured = column in _MEASURED_EVERY_STEP
+                spec = _FORMATS.get(column, ".4g")
+            if value is None and measured:
+                cells.append(NONFINITE_MARK)
+                any_nonfinite = True
+            elif column == "updated":
+                cells.append("yes" if value else "SKIP")
+            elif column == "nonfinite" and value:
+                cells.append(f"{value}!")
+            else:
+                cells.append(_fmt(value, spec))
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        lines.append("  ".join(cell.rjust(w) for cell, w in zip(row, widths)).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = []
+    if any_nonfinite:
+        notes.append(f"{NONFINITE_MARK} = NaN or inf")
+    if result.status != "completed" and rows[-1] is result.records[-1]:
+        notes.append(end_note(result))
+    if notes:
+        lines.append("")
+        lines.extend(notes)
+    return "\n".join(lines)
+
+
+def _header(column: str) -> str:
+    return {"update_ratio": "upd/param", "nonfinite": "nonfin", "mem_mib": "mem MiB",
+            "mem_peak_mib": "peak MiB", "eval_loss": "eval", "loss_scale": "scale",
+            "param_norm": "param_norm"}.get(column, column.replace("layer:", "g:"))
