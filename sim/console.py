@@ -35,7 +35,7 @@ class LiveTable:
         self._seen_nonfinite = False
 
     def header(self) -> str:
-        step = "step".rjust(2 * self.width + 3)
+        step = "step".rjust(max(self.width, 4)) + " done"
         return step + " " + " ".join(label.rjust(width) for _, label, width in COLUMNS)
 
     def __call__(self, record: dict, run=None) -> None:
@@ -48,7 +48,7 @@ class LiveTable:
         last = step == self.total - 1
         if step % self.every and not first_bad and not last and record.get("eval_loss") is None:
             return
-        progress = f"[{step + 1:>{self.width}}/{self.total}]"
+        progress = f"{step:>{max(self.width, 4)}} {100 * (step + 1) // self.total:>3}%"
         cells = " ".join("-".rjust(width) if key in ("mem_mib", "eval_loss") and record.get(key) is None
                          else fmt(record.get(key), width) for key, _, width in COLUMNS)
         note = "  <- first non-finite values" if first_bad else ""
