@@ -256,8 +256,26 @@ def _register_memory() -> None:
 _register_memory()
 
 
+# click >= 8.2 signals "no arguments, show help" with its own UsageError subclass
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main() -> None:
-    cli()
+    """Entry point: click's own usage errors are shortened to one line, like ours."""
+    try:
+        cli.main(prog_name="debugsim", standalone_mode=False)
+    except _NO_ARGS_IS_HELP as error:                     # plain `debugsim`: show the help
+        click.echo(error.ctx.get_help())
+    except click.UsageError as error:
+        where = error.ctx.command_path if error.ctx else "debugsim"
+        click.echo(f"Error: {error.format_message()} (see '{where} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

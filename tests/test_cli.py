@@ -181,3 +181,15 @@ def test_memory_command_is_registered_and_crosschecks_the_tiny_model():
     assert result.exit_code == 0, result.output
     assert "parameters" in result.output and "optimizer_states" in result.output
     assert invoke("memory", "--model", "llama-2-13b", "--gpu", "abc").exit_code == 2
+
+
+@pytest.mark.parametrize("argv", [["run", "nan_loss", "--seed", "abc"], ["run"], ["bogus"],
+                                  ["show", "nan_loss", "--answer"]])
+def test_click_usage_errors_are_one_line_too(argv):
+    code = "import sys, cli; sys.argv = ['debugsim', *sys.argv[1:]]; cli.main()"
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
+    assert done.stdout == ""
