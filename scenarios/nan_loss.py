@@ -62,7 +62,7 @@ SCENARIO = Scenario(
         Fix("skip_nonfinite", "Skip optimizer steps whose loss or gradients are not finite",
             config={"skip_nonfinite": True}),
     ),
-    criterion=Criterion(max_eval_loss=2.65),
+    criterion=Criterion(max_eval_loss=2.7),
     resolves={
         "lr_too_high": ("lower_lr",),
         "empty_label_division": ("guard_division",),

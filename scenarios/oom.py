@@ -11,7 +11,8 @@ SCENARIO = Scenario(
         "A fine-tuning job on a 4 MiB (simulated) accelerator crashes with 'CUDA out of memory'.\n"
         "The recipe that reached the quality bar trained on 64 sequences per optimizer step for\n"
         "30 steps. Someone touched the training script since. Make it fit again, and keep the\n"
-        "quality: a fix that fits but learns less is not a fix."),
+        "quality and the data budget (64 x 30 = 1,920 sequences): a fix that fits but trains\n"
+        "on less data is a different experiment, not a fix."),
     base={"data": "sft", "seq_len": 16, "batch_size": 16, "grad_accum_steps": 4, "steps": 30,
           "lr": 1e-2, "eval_every": 10, "eval_batch_size": 64, "memory_budget_mib": 4.0},
     causes=(
@@ -60,7 +61,11 @@ SCENARIO = Scenario(
             repairs=(MetricHistoryLeak,)),
         Fix("eval_no_grad", "Run evaluation under torch.no_grad()", repairs=(GradEnabledEval,)),
     ),
-    criterion=Criterion(max_eval_loss=2.55),
+    # The recipe's data budget is part of the recipe: 64 sequences x 30 steps. In this tiny model a
+    # smaller batch sometimes learns about as well in 30 steps (learning is step-limited, not
+    # data-limited), so the held-out bar alone would not reliably catch the trap; the data budget,
+    # read from the re-run itself, does.
+    criterion=Criterion(max_eval_loss=2.62, min_sequences_seen=64 * 30),
     resolves={"batch_too_large": ("micro_batch",), "kept_graph": ("detach_metric",),
               "eval_with_grad": ("eval_no_grad",)},
     interview_question="The model doesn't fit in GPU memory. What are your options, and what "
@@ -73,6 +78,7 @@ SCENARIO = Scenario(
         "steps of wall time), activation checkpointing (about a third more compute; it shrinks\n"
         "activations, not parameters or optimizer state), mixed precision, smaller sequence\n"
         "length, and for big models sharding (ZeRO/FSDP), offload, LoRA/QLoRA — see\n"
-        "`debugsim memory`. Cutting the batch without accumulation fits, but the model sees\n"
-        "fewer samples per step: with the same budget of steps it learns less."),
+        "`debugsim memory`. Cutting the batch without accumulation fits, but the model sees a\n"
+        "quarter of the data in the same steps, and the lr tuned for 64 is now too noisy: you\n"
+        "changed the experiment. Keep the effective batch (accumulate) or re-tune lr and steps."),
 )

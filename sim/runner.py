@@ -159,6 +159,7 @@ def summarize(result: RunResult) -> dict:
         "first_nonfinite_step": nonfinite[0]["step"] if nonfinite else None,
         "suppressed_steps": len(suppressed),
         "peak_memory_mb": result.end.get("peak_mib") or 0.0,
+        "sequences_seen": len(records) * result.config.batch_size * result.config.grad_accum_steps,
         "oom": oom,
     }
 

@@ -61,6 +61,7 @@ class Criterion:
     max_repeat_rate: float | None = None     # share of repeated 3-grams in generated text
     max_longest_loop: int | None = None      # longest run of a repeating n-gram, in tokens
     min_valid_rate: float | None = None      # share of generated transitions the grammar allows
+    min_sequences_seen: int | None = None    # training data budget the recipe was validated on
 
     def judge(self, summary: Mapping[str, Any]) -> list[Check]:
         checks: list[Check] = []
@@ -84,6 +85,8 @@ class Criterion:
         _limit(checks, "longest loop", summary.get("longest_loop"), self.max_longest_loop)
         _limit(checks, "grammatical transitions", summary.get("valid_rate"),
                self.min_valid_rate, at_least=True)
+        _limit(checks, "training sequences seen", summary.get("sequences_seen"),
+               self.min_sequences_seen, at_least=True)
         return checks
 
     def describe(self) -> str:
@@ -97,7 +100,8 @@ class Criterion:
                                  ("loss swing", self.max_loss_swing, "<"),
                                  ("repeated 3-grams", self.max_repeat_rate, "<"),
                                  ("longest loop", self.max_longest_loop, "<"),
-                                 ("grammatical transitions", self.min_valid_rate, ">=")):
+                                 ("grammatical transitions", self.min_valid_rate, ">="),
+                                 ("training sequences seen", self.min_sequences_seen, ">=")):
             if value is not None:
                 parts.append(f"{label} {op} {value:g}" if op != "<" else f"{label} <= {value:g}")
         return ", ".join(parts)
