@@ -267,7 +267,8 @@ def main() -> None:
     except _NO_ARGS_IS_HELP as error:                     # plain `debugsim`: show the help
         click.echo(error.ctx.get_help())
     except click.UsageError as error:
-        where = error.ctx.command_path if error.ctx else "debugsim"
+        named = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in cli.commands else None
+        where = error.ctx.command_path if error.ctx else " ".join(filter(None, ["debugsim", named]))
         click.echo(f"Error: {error.format_message()} (see '{where} --help')", err=True)
         sys.exit(2)
     except click.ClickException as error:
