@@ -150,7 +150,8 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, as_json) -> None:
     check_names(scenario, cause, fixes)
     cause = cause or scenario.draw_cause(seed).id
     validate_config(scenario, seed, cause, fixes, settings)
-    out = out or RUNS_DIR / f"{scenario.id}-seed{seed}"
+    suffix = "".join(f"-{fix}" for fix in fixes) + ("-set" if settings else "")
+    out = out or RUNS_DIR / f"{scenario.id}-seed{seed}{suffix}"     # a fixed run keeps its own folder
     if not as_json:
         click.echo(f"{scenario.id}: seed {seed} -> {out}/")
     try:
