@@ -48,7 +48,8 @@ def fix_verdict(checks: Sequence[Check], summary: Mapping[str, Any]) -> str:
     failed = [check.name for check in checks if not check.ok]
     if not failed:
         return "resolved"
-    hidden = summary.get("nonfinite_steps", 0) == summary.get("suppressed_steps", 0) > 0
+    bad, skipped = summary.get("nonfinite_steps", 0), summary.get("suppressed_steps", 0)
+    hidden = bad > 0 and skipped == bad          # every non-finite step was silently skipped
     return "masked" if failed == ["finite"] and hidden else "not_resolved"
 
 

@@ -142,9 +142,11 @@ class Scenario:
         fix_ids = {f.id for f in self.fixes}
         for table in (self.resolves, self.masks):
             for cause_id, fix_ids_for_cause in table.items():
-                assert cause_id in cause_ids, f"{self.id}: unknown cause {cause_id}"
+                if cause_id not in cause_ids:
+                    raise ValueError(f"{self.id}: verdict table names unknown cause {cause_id}")
                 for fix_id in fix_ids_for_cause:
-                    assert fix_id in fix_ids, f"{self.id}: unknown fix {fix_id}"
+                    if fix_id not in fix_ids:
+                        raise ValueError(f"{self.id}: verdict table names unknown fix {fix_id}")
 
     def cause(self, cause_id: str) -> Cause:
         for cause in self.causes:

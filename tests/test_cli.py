@@ -173,6 +173,7 @@ def test_a_run_folder_loads_back(tmp_path):
     loaded = load_run(tmp_path)
     assert loaded.scenario_id == "bad_lr" and loaded.config.model == "mlp"
     assert len(loaded.series("loss")) == loaded.config.steps
+    assert len(loaded.layer_series("hidden")) == loaded.config.steps   # the MLP's middle layer
     assert loaded.cause_id is None        # the folder does not give the answer away
 
 

@@ -53,3 +53,12 @@ def test_a_pack_cannot_silently_replace_a_builtin(fresh_registry, monkeypatch):
     registry.all_scenarios()
     assert registry.get("nan_loss").title == "The loss went NaN"
     assert "already registered" in registry.load_warnings[0]
+
+
+def test_a_verdict_table_naming_an_unknown_fix_is_rejected():
+    from sim.scenario import Cause, Fault
+    with pytest.raises(ValueError, match="unknown fix nope"):
+        Scenario(id="x", title="t", difficulty="easy", tags=(), story="s", base={},
+                 causes=(Cause("c", "c", Fault("f"), "e", "t"),), fixes=(),
+                 criterion=Criterion(), debrief="d", interview_question="q",
+                 resolves={"c": ("nope",)})

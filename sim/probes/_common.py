@@ -52,16 +52,22 @@ def _record_at(result: RunResult, step: int) -> dict:
     raise ProbeError(f"step {step} is not in this run (recorded steps {first}..{last})")
 
 
+def scenario_of(result: RunResult, scenario=None):
+    """The scenario a run came from: the one given, else the registered one, else None."""
+    if scenario is not None:
+        return scenario
+    from .. import registry
+    try:
+        return registry.get(result.scenario_id)
+    except registry.UnknownScenario:
+        return None
+
+
 def _rebuild(result: RunResult, scenario=None):
     """The run's config and fresh instances of its fault/fix callbacks, and a note if the
     callbacks could not be rebuilt (scenario not registered and not given)."""
     from ..runner import assemble
-    if scenario is None:
-        try:
-            from .. import registry
-            scenario = registry.get(result.scenario_id)
-        except Exception:
-            scenario = None
+    scenario = scenario_of(result, scenario)
     if scenario is None:
         if result.cause_id is None and not result.fix_ids:
             return result.config, [], None      # a base run: there are no callbacks to rebuild

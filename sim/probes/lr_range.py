@@ -5,7 +5,7 @@ import dataclasses
 import math
 
 from ..runner import RunResult
-from ._common import ProbeError, _untracked
+from ._common import ProbeError, _untracked, scenario_of
 
 
 def lr_range_test(source, start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 50,
@@ -104,12 +104,7 @@ def _lr_test_config(source, scenario=None):
     if isinstance(source, Scenario):
         return source.base_config(0), None
     if isinstance(source, RunResult):
-        if scenario is None:
-            try:
-                from .. import registry
-                scenario = registry.get(source.scenario_id)
-            except Exception:
-                scenario = None
+        scenario = scenario_of(source, scenario)
         if scenario is None:
             return source.config, (f"scenario '{source.scenario_id}' is not registered; "
                                    "swept the run's own config")
