@@ -33,12 +33,21 @@ class LiveTable:
         self.width = len(str(total_steps))
         self._printed_header = False
         self._seen_nonfinite = False
+        self._reader_gone = False
 
     def header(self) -> str:
         step = "step".rjust(max(self.width, 4)) + " done"
         return step + " " + " ".join(label.rjust(width) for _, label, width in COLUMNS)
 
     def __call__(self, record: dict, run=None) -> None:
+        if self._reader_gone:
+            return
+        try:
+            self._print_row(record)
+        except BrokenPipeError:      # e.g. `debugsim run ... | head`: the reader left, the run goes on
+            self._reader_gone = True
+
+    def _print_row(self, record: dict) -> None:
         if not self._printed_header:
             print(self.header(), file=self.out)
             self._printed_header = True

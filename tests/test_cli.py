@@ -194,3 +194,18 @@ def test_click_usage_errors_are_one_line_too(argv):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
     assert done.stdout == ""
+
+
+def test_a_closed_output_pipe_does_not_stop_the_run(tmp_path):
+    from sim.console import LiveTable
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError
+
+        def flush(self):
+            pass
+
+    result = runner.execute(registry.get("bad_lr"), 0, "lr_too_low", out_dir=tmp_path,
+                            listeners=[LiveTable(60, out=ClosedPipe())])
+    assert result.status == "completed" and len(result.records) == 60
