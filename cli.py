@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from sim import registry
-from sim.config import ConfigError
+from .sim import registry
+from .sim.config import ConfigError
 
 RUNS_DIR = Path("debugsim-runs")
 
@@ -32,7 +32,7 @@ def scenario_or_fail(scenario_id: str):
 
 
 def settings_or_fail(scenario, pairs) -> dict:
-    from sim.runner import parse_settings
+    from .sim.runner import parse_settings
     try:
         return parse_settings(scenario, pairs)
     except ConfigError as error:
@@ -50,7 +50,7 @@ def check_names(scenario, cause: str | None, fixes) -> None:
 
 
 def validate_config(scenario, seed, cause, fixes, sets) -> None:
-    from sim.runner import validate
+    from .sim.runner import validate
     try:
         validate(scenario, seed, cause, fixes, sets)
     except ConfigError as error:
@@ -119,14 +119,14 @@ def show_command(scenario_id: str, answers: bool, as_json: bool) -> None:
 
 def _run_and_save(scenario, seed, cause, fixes, sets, out_dir: Path, quiet: bool):
     """Train with a live table, then write plots and summary.md; returns the RunResult."""
-    from sim.report import write_summary_md
-    from sim.runner import assemble, execute
+    from .sim.report import write_summary_md
+    from .sim.runner import assemble, execute
     if scenario.engine == "planner":             # no training: the plan and its chart
         result = execute(scenario, seed, cause, fixes, sets, out_dir=out_dir)
         write_summary_md(result, scenario, out_dir / "summary.md", ["memory_plan.png"])
         return result
-    from sim.console import LiveTable
-    from sim.plots import write_run_plots
+    from .sim.console import LiveTable
+    from .sim.plots import write_run_plots
     config, _ = assemble(scenario, seed, cause, fixes, sets)
     listeners = [] if quiet else [LiveTable(config.steps)]
     result = execute(scenario, seed, cause, fixes, sets, out_dir=out_dir, listeners=listeners)
@@ -164,7 +164,7 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, as_json) -> None:
         emit_json({"scenario": scenario.id, "seed": seed, "out": str(out),
                    "summary": result.summary})
         return
-    from sim.report import run_lines
+    from .sim.report import run_lines
     click.echo("\n".join(run_lines(result)))
     click.echo(f"artifacts: {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
 
@@ -184,7 +184,7 @@ def check_command(scenario_id, seed, cause, fixes, sets, as_json) -> None:
     if not fixes and not settings:
         raise InputError("name a fix with --fix or a setting with --set")
     validate_config(scenario, seed, scenario.draw_cause(seed).id, fixes, settings)
-    from sim.grader import grade
+    from .sim.grader import grade
     verdict = grade(scenario, seed, cause, list(fixes), settings)
     if as_json:
         emit_json(verdict.to_dict())
@@ -204,7 +204,7 @@ def check_command(scenario_id, seed, cause, fixes, sets, as_json) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Artifacts folder.")
 def play_command(scenario_id, seed, probe_lines, cause, fixes, sets, out) -> None:
     """Play a scenario: read the story, investigate, name the cause, fix it, see the re-run."""
-    from sim.play import play
+    from .sim.play import play
     scenario = scenario_or_fail(scenario_id)
     settings = settings_or_fail(scenario, sets)
     check_names(scenario, cause, fixes)
@@ -237,7 +237,7 @@ def dev_check_command(scenario_ids, seeds) -> None:
         raise InputError(f"--seeds {seeds!r}: expected comma-separated integers") from None
     scenarios = ([scenario_or_fail(i) for i in scenario_ids] if scenario_ids
                  else registry.all_scenarios())
-    from sim.selfcheck import check_scenario
+    from .sim.selfcheck import check_scenario
     mismatches = total = 0
     for scenario in scenarios:
         for finding in check_scenario(scenario, seed_list):
@@ -251,7 +251,7 @@ def dev_check_command(scenario_ids, seeds) -> None:
 
 
 def _register_memory() -> None:
-    from sim.memplan.command import memory_command
+    from .sim.memplan.command import memory_command
     cli.add_command(memory_command)
 
 

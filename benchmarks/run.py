@@ -39,7 +39,7 @@ LOOP_RATIO_TARGET = 1.10
 
 # `debugsim list` in-process, then prove that listing did not import torch.
 NO_TORCH_SNIPPET = (
-    "import io, sys, contextlib, cli\n"
+    "import io, sys, contextlib\nfrom debugsim import cli\n"
     "with contextlib.redirect_stdout(io.StringIO()):\n"
     "    cli.cli(['list'], standalone_mode=False)\n"
     "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'matplotlib'})\n"
@@ -54,7 +54,7 @@ def log(message: str) -> None:
 def debugsim_cmd(*args: str) -> list[str]:
     if DEBUGSIM:
         return [DEBUGSIM, *args]
-    return [sys.executable, "-c", "import cli; cli.main()", *args]
+    return [sys.executable, "-c", "from debugsim import cli; cli.main()", *args]
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
@@ -124,7 +124,7 @@ def scenario_plan(work: Path) -> list[dict]:
     """Each scenario with seed 0's drawn cause and a fix that resolves it."""
     proc = subprocess.run(debugsim_cmd("list", "--json"), cwd=work, capture_output=True,
                           text=True, check=True)
-    from sim import registry
+    from debugsim.sim import registry
     plan = []
     for entry in json.loads(proc.stdout):
         sid = entry["id"]
@@ -195,9 +195,9 @@ def bare_train(config):
     """
     import math
     import torch
-    from sim.data import Batch, make_stream
-    from sim.loop import autocast_for, build_optimizer, loss_scale_of, lr_at, token_loss
-    from sim.models import build_model
+    from debugsim.sim.data import Batch, make_stream
+    from debugsim.sim.loop import autocast_for, build_optimizer, loss_scale_of, lr_at, token_loss
+    from debugsim.sim.models import build_model
 
     assert loss_scale_of(config) is None, "bare loop covers unscaled precision only"
     torch.manual_seed(config.seed)
@@ -250,9 +250,9 @@ def bare_train(config):
 
 def bench_loop(table: Table, repeats: int) -> None:
     import torch
-    from sim.config import TrainConfig
-    from sim.loop import train
-    from sim.telemetry import Recorder
+    from debugsim.sim.config import TrainConfig
+    from debugsim.sim.loop import train
+    from debugsim.sim.telemetry import Recorder
 
     torch.set_num_threads(1)                       # as sim.runner.execute does
     base = TrainConfig()

@@ -1,5 +1,5 @@
 """bad_lr — the loss will not come down. Is the learning rate too high or too low?"""
-from sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="bad_lr",

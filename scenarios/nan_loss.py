@@ -1,6 +1,6 @@
 """nan_loss — the loss went NaN. Which of four things did it?"""
-from sim.faults import UnsafeTokenMean
-from sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.faults import UnsafeTokenMean
+from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="nan_loss",

@@ -1,6 +1,6 @@
 """oom — CUDA out of memory. An oversized batch, a leak, or an evaluation that keeps a graph?"""
-from sim.faults import GradEnabledEval, MetricHistoryLeak
-from sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.faults import GradEnabledEval, MetricHistoryLeak
+from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="oom",

@@ -1,5 +1,5 @@
 """oom_13b — fine-tune Llama-2-13B on one 40 GB GPU. Graded by the memory planner."""
-from sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="oom_13b",

@@ -1,6 +1,6 @@
 """repetitive_decoding — generated text loops. Decoding settings, the model, or the KV cache?"""
-from sim.faults import StaleKVCache
-from sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.faults import StaleKVCache
+from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="repetitive_decoding",

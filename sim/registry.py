@@ -42,7 +42,7 @@ def _load() -> None:
         return
     _loaded = True
     for name in BUILTIN_MODULES:
-        module = importlib.import_module(f"scenarios.{name}")
+        module = importlib.import_module(f"..scenarios.{name}", __package__)
         register(module.SCENARIO, replace=True)
     _load_entry_points()
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import cli
-from sim import registry, runner
-from sim.callbacks import Callback
+from debugsim import cli
+from debugsim.sim import registry, runner
+from debugsim.sim.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def invoke(*args, input=None):
                                   ["play", "--help"], ["check", "--help"], ["show", "--help"],
                                   ["dev", "check", "--help"], ["memory", "--help"]])
 def test_fast_commands_do_not_import_torch(argv):
-    code = ("import sys, cli\n"
+    code = ("import sys\nfrom debugsim import cli\n"
             "try:\n    cli.cli.main(sys.argv[1:], standalone_mode=False)\n"
             "except SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n"
@@ -168,7 +168,7 @@ def test_planner_scenario_is_graded_by_the_planner(tmp_path):
 
 
 def test_a_run_folder_loads_back(tmp_path):
-    from sim.artifacts import load_run
+    from debugsim.sim.artifacts import load_run
     assert invoke("run", "bad_lr", "--seed", "2", "--out", tmp_path).exit_code == 0
     loaded = load_run(tmp_path)
     assert loaded.scenario_id == "bad_lr" and loaded.config.model == "mlp"
@@ -187,7 +187,7 @@ def test_memory_command_is_registered_and_crosschecks_the_tiny_model():
 @pytest.mark.parametrize("argv", [["run", "nan_loss", "--seed", "abc"], ["run"], ["bogus"],
                                   ["show", "nan_loss", "--answer"]])
 def test_click_usage_errors_are_one_line_too(argv):
-    code = "import sys, cli; sys.argv = ['debugsim', *sys.argv[1:]]; cli.main()"
+    code = "import sys; from debugsim import cli; sys.argv = ['debugsim', *sys.argv[1:]]; cli.main()"
     done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
                           text=True)
     assert done.returncode == 2
@@ -197,7 +197,7 @@ def test_click_usage_errors_are_one_line_too(argv):
 
 
 def test_a_closed_output_pipe_does_not_stop_the_run(tmp_path):
-    from sim.console import LiveTable
+    from debugsim.sim.console import LiveTable
 
     class ClosedPipe:
         def write(self, text):

@@ -1,6 +1,6 @@
 import pytest
 
-from sim.config import ConfigError, TrainConfig, parse_assignments, with_overrides
+from debugsim.sim.config import ConfigError, TrainConfig, parse_assignments, with_overrides
 
 
 @pytest.mark.parametrize("pairs, message", [

@@ -4,12 +4,12 @@ import dataclasses
 import pytest
 import torch
 
-from sim import repetition as R
-from sim.config import TrainConfig, with_overrides
-from sim.decoding import (apply_repetition_penalty, ban_repeated_ngrams, choose, generate,
+from debugsim.sim import repetition as R
+from debugsim.sim.config import TrainConfig, with_overrides
+from debugsim.sim.decoding import (apply_repetition_penalty, ban_repeated_ngrams, choose, generate,
                           nucleus, render_samples, sample_and_measure)
-from sim.faults import StaleKVCache
-from sim.loop import train
+from debugsim.sim.faults import StaleKVCache
+from debugsim.sim.loop import train
 
 A, B, C, D = 4, 5, 6, 7
 
@@ -144,8 +144,8 @@ def test_sample_and_measure(trained):
 
 
 def test_samples_probe_redecodes_with_decoding_settings_only():
-    from scenarios.repetitive_decoding import SCENARIO
-    from sim.runner import execute
+    from debugsim.scenarios.repetitive_decoding import SCENARIO
+    from debugsim.sim.runner import execute
     result = execute(SCENARIO, 0, "stale_kv_cache", sets={"steps": 30})     # short: cheap
     text = render_samples(result, SCENARIO, {"kv_cache": False})
     assert "kv_cache=false" in text and text.count(" | ") == 6

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from sim.config import TrainConfig, with_overrides
-from sim.device import SimulatedOutOfMemory
-from sim.loop import lr_at, train
-from sim.telemetry import Recorder
+from debugsim.sim.config import TrainConfig, with_overrides
+from debugsim.sim.device import SimulatedOutOfMemory
+from debugsim.sim.loop import lr_at, train
+from debugsim.sim.telemetry import Recorder
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def test_checkpointing_cuts_activation_memory_not_the_result():
 def test_parameters_and_adam_state_are_counted_exactly():
     recorder = run(steps=1, eval_every=0)
     model_bytes = sum(p.numel() * 4 for p in
-                      __import__("sim.models", fromlist=["x"]).build_model(TrainConfig()).parameters())
+                      __import__("debugsim.sim.models", fromlist=["x"]).build_model(TrainConfig()).parameters())
     assert recorder.end["peak_breakdown_mib"]["parameters"] * 2 ** 20 == pytest.approx(model_bytes, rel=1e-5)
 
 

@@ -1,8 +1,8 @@
 """The verdict matrix: every scenario × cause × fix × seed gets its declared verdict by re-run."""
 import pytest
 
-from sim import registry
-from sim.selfcheck import check_scenario
+from debugsim.sim import registry
+from debugsim.sim.selfcheck import check_scenario
 
 SEEDS = (0, 1, 2)
 

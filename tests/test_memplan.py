@@ -9,12 +9,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # pytest's default rootdir handling does not put the repo root on sys.path
     sys.path.insert(0, str(ROOT))
 
-from sim.memplan import (PRESETS, Strategy, get_preset, kv_cache_bytes_per_token, lora_params,  # noqa: E402
+from debugsim.sim.memplan import (PRESETS, Strategy, get_preset, kv_cache_bytes_per_token, lora_params,  # noqa: E402
                          meta_param_count, parse_size, plan_memory, rank_strategies, UnknownModel)
-from sim.memplan.accounting import (korthikanti_layer_bytes, layer_activation_bytes,  # noqa: E402
+from debugsim.sim.memplan.accounting import (korthikanti_layer_bytes, layer_activation_bytes,  # noqa: E402
                                     nf4_bytes_per_param, quant_constant_bits)
-from sim.memplan.strategies import OPTION_COSTS, strategy_cost  # noqa: E402
-from sim.memplan.units import SizeError, fmt_bytes, parse_count  # noqa: E402
+from debugsim.sim.memplan.strategies import OPTION_COSTS, strategy_cost  # noqa: E402
+from debugsim.sim.memplan.units import SizeError, fmt_bytes, parse_count  # noqa: E402
 
 GB, GiB = 10**9, 2**30
 
@@ -248,6 +248,6 @@ def test_strategy_validation():
 
 
 def test_import_does_not_load_torch_or_matplotlib():
-    code = ("import sys, sim.memplan, sim.memplan.command; "
+    code = ("import sys, debugsim.sim.memplan, debugsim.sim.memplan.command; "
             "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

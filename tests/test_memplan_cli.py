@@ -11,8 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sim.memplan import CATEGORIES  # noqa: E402
-from sim.memplan.command import memory_command  # noqa: E402
+from debugsim.sim.memplan import CATEGORIES  # noqa: E402
+from debugsim.sim.memplan.command import memory_command  # noqa: E402
 
 GB = 10**9
 

@@ -9,9 +9,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # pytest's default rootdir handling does not put the repo root on sys.path
     sys.path.insert(0, str(ROOT))
 
-from sim.config import TrainConfig  # noqa: E402
-from sim.memplan import plan_memory  # noqa: E402
-from sim.memplan.crosscheck import crosscheck, render, tiny_architecture  # noqa: E402
+from debugsim.sim.config import TrainConfig  # noqa: E402
+from debugsim.sim.memplan import plan_memory  # noqa: E402
+from debugsim.sim.memplan.crosscheck import crosscheck, render, tiny_architecture  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def rows():
 @pytest.mark.parametrize("overrides", [{}, dict(n_layer=3, d_model=32, n_head=2, vocab_size=20),
                                        dict(n_layer=1, d_model=64, n_head=8, vocab_size=64)])
 def test_tiny_architecture_counts_the_module_exactly(overrides):
-    from sim.models import build_model
+    from debugsim.sim.models import build_model
 
     config = dataclasses.replace(TrainConfig(), **overrides)
     arch = tiny_architecture(config)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from sim import plots, runner
-from sim.faults import GradEnabledEval
-from sim.scenario import Cause, Criterion, Fault, Scenario
+from debugsim.sim import plots, runner
+from debugsim.sim.faults import GradEnabledEval
+from debugsim.sim.scenario import Cause, Criterion, Fault, Scenario
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -138,7 +138,7 @@ def test_lr_finder_plot(tmp_path):
 
 def synthetic(records, status="completed", **config):
     """A RunResult from hand-written records (no training)."""
-    from sim.config import TrainConfig, with_overrides
+    from debugsim.sim.config import TrainConfig, with_overrides
     result = runner.RunResult("synthetic", 0, None, (), {}, with_overrides(TrainConfig(), config),
                               status, None, records, {"peak_mib": 1.0,
                                                       "peak_breakdown_mib": {}}, {})
@@ -179,8 +179,8 @@ def test_plotting_imports_neither_pyplot_nor_torch(tmp_path):
     from pathlib import Path
     code = f"""
 import sys
-from sim import plots, runner
-from sim.config import TrainConfig
+from debugsim.sim import plots, runner
+from debugsim.sim.config import TrainConfig
 rows = [{{"step": i, "loss": 2.0, "grad_norm": 1.0, "param_norm": 9.0, "update_ratio": 0.01,
          "lr": 0.01, "nonfinite": 0, "updated": True, "mem_mib": 1.0, "mem_peak_mib": 2.0,
          "eval_loss": None, "loss_scale": None, "layer_grad_norm": {{"embed": 0.5}}}}

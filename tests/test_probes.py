@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from sim import faults, probes, runner
-from sim.callbacks import Callback
-from sim.config import TrainConfig
-from sim.data import IGNORE
-from sim.loop import train
-from sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from debugsim.sim import faults, probes, runner
+from debugsim.sim.callbacks import Callback
+from debugsim.sim.config import TrainConfig
+from debugsim.sim.data import IGNORE
+from debugsim.sim.loop import train
+from debugsim.sim.scenario import Cause, Criterion, Fault, Fix, Scenario
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -308,7 +308,7 @@ def test_importing_probes_does_not_import_torch():
     import subprocess
     import sys
     from pathlib import Path
-    code = ("import sys, sim.probes, sim.plots; "
+    code = ("import sys, debugsim.sim.probes, debugsim.sim.plots; "
             "sys.exit(any(m in sys.modules for m in ('torch', 'matplotlib')))")
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0

@@ -1,8 +1,8 @@
 """The scenario registry: lookups with suggestions, and third-party packs via entry points."""
 import pytest
 
-from sim import registry
-from sim.scenario import Criterion, Scenario
+from debugsim.sim import registry
+from debugsim.sim.scenario import Criterion, Scenario
 
 
 def pack_scenario(scenario_id="pack_demo"):
@@ -56,7 +56,7 @@ def test_a_pack_cannot_silently_replace_a_builtin(fresh_registry, monkeypatch):
 
 
 def test_a_verdict_table_naming_an_unknown_fix_is_rejected():
-    from sim.scenario import Cause, Fault
+    from debugsim.sim.scenario import Cause, Fault
     with pytest.raises(ValueError, match="unknown fix nope"):
         Scenario(id="x", title="t", difficulty="easy", tags=(), story="s", base={},
                  causes=(Cause("c", "c", Fault("f"), "e", "t"),), fixes=(),

@@ -2,7 +2,7 @@
 
 Python API (nothing here imports torch or matplotlib at import time)::
 
-    from sim.memplan import plan_memory, rank_strategies, parse_size
+    from debugsim.sim.memplan import plan_memory, rank_strategies, parse_size
 
     plan = plan_memory("llama-2-13b", method="lora", checkpointing=True)
     plan.gpu                      # {"weights": ..., "activations": ..., ...} bytes per GPU
