@@ -189,7 +189,7 @@ def check_command(scenario_id, seed, cause, fixes, sets, as_json) -> None:
     if as_json:
         emit_json(verdict.to_dict())
     else:
-        from sim.report import verdict_lines
+        from .sim.report import verdict_lines
         click.echo("\n".join(verdict_lines(verdict, scenario)))
     sys.exit(0 if verdict.passed else 1)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 import sys
 
-COLUMNS = (("loss", "loss", 9), ("grad_norm", "grad_norm", 10), ("lr", "lr", 9),
-           ("update_ratio", "upd/param", 10), ("nonfinite", "non-finite", 10),
-           ("mem_mib", "mem MiB", 8), ("eval_loss", "eval", 8))
+from .signals import CONSOLE
+
+COLUMNS = tuple((s.name, s.console_header, s.console_width) for s in CONSOLE)
 
 
 def fmt(value, width: int) -> str:
@@ -58,7 +58,7 @@ class LiveTable:
         if step % self.every and not first_bad and not last and record.get("eval_loss") is None:
             return
         progress = f"{step:>{max(self.width, 4)}} {100 * (step + 1) // self.total:>3}%"
-        cells = " ".join("-".rjust(width) if key in ("mem_mib", "eval_loss") and record.get(key) is None
-                         else fmt(record.get(key), width) for key, _, width in COLUMNS)
+        cells = " ".join("-".rjust(s.console_width) if not s.every_step and record.get(s.name) is None
+                         else fmt(record.get(s.name), s.console_width) for s in CONSOLE)
         note = "  <- first non-finite values" if first_bad else ""
         print(f"{progress} {cells}{note}", file=self.out, flush=True)

@@ -15,26 +15,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from . import signals as vocab
+
 DPI = 90
 NONFINITE_COLOR = "#d62728"
 OOM_COLOR = "#7f0000"
 BEFORE_COLOR, AFTER_COLOR = "#7f7f7f", "#1f77b4"
 
-# name: (title, y-axis label, log scale)
-SIGNALS = {
-    "loss": ("training loss", "cross-entropy (nats / token)", "auto"),
-    "eval_loss": ("held-out loss", "cross-entropy (nats / token)", "auto"),
-    "grad_norm": ("global gradient norm (before clipping)", "L2 norm", True),
-    "layer_grad_norm": ("gradient norm per layer", "L2 norm", True),
-    "param_norm": ("parameter norm", "L2 norm", True),
-    "update_ratio": ("update size relative to the parameters", "||Δθ|| / ||θ|| per step", True),
-    "lr": ("learning rate", "learning rate", "auto"),
-    "nonfinite": ("non-finite values in loss and gradients", "count per step", False),
-    "updated": ("optimizer update applied", "1 = applied, 0 = skipped", False),
-    "mem_mib": ("memory in use after the step", "MiB (2^20 bytes)", False),
-    "mem_peak_mib": ("peak memory during the step", "MiB (2^20 bytes)", False),
-    "loss_scale": ("fp16 loss scale", "scale factor", True),
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,20 +240,19 @@ def _draw_signal(ax, result, name: str, steps=None, color=None, label=None,
 
 
 def _check_name(result, name: str) -> None:
-    if name in SIGNALS or (name.startswith("layer:") and name[6:] in _layers(result)):
+    if name in vocab.BY_NAME or (name.startswith("layer:") and name[6:] in _layers(result)):
         return
     if name in _layers(result):
         return
     from .config import did_you_mean
-    options = [*SIGNALS, *(f"layer:{layer}" for layer in _layers(result))]
+    options = [*vocab.names(), *(f"layer:{layer}" for layer in _layers(result))]
     raise ValueError(f"unknown signal '{name}'{did_you_mean(name, options)}; "
                      f"choose one of: {', '.join(options)}")
 
 
 def _spec(name: str):
-    if name.startswith("layer:"):
-        return (f"gradient norm of {name[6:]}", "L2 norm", True)
-    return SIGNALS[name]
+    spec = vocab.get(name)
+    return spec.title, spec.unit, spec.log
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,15 +370,14 @@ def signal(result, name: str, path=None, steps=None):
         if name == "layer_grad_norm":
             values = np.concatenate([_series(result, f"layer:{layer}", steps)[1]
                                      for layer in _layers(result)] or [np.array([])])
-        if not _style(ax, title, ylabel, log, values) and name in (
-                "lr", "mem_mib", "mem_peak_mib", "nonfinite", "updated"):
+        spec = vocab.get(name)
+        if not _style(ax, title, ylabel, log, values) and spec.floor_zero:
             ax.set_ylim(bottom=0)
-        if name == "grad_norm" and result.config.grad_clip > 0:
-            ax.axhline(result.config.grad_clip, color="#555555", linestyle="--", linewidth=1,
-                       label=f"clip at {result.config.grad_clip:g}")
-        if name in ("mem_mib", "mem_peak_mib") and result.config.memory_budget_mib > 0:
-            ax.axhline(result.config.memory_budget_mib, color=OOM_COLOR, linestyle="--",
-                       linewidth=1.2, label=f"budget {result.config.memory_budget_mib:g} MiB")
+        reference = getattr(result.config, spec.reference, 0) if spec.reference else 0
+        if reference > 0:
+            ax.axhline(reference, color=OOM_COLOR if name.startswith("mem") else "#555555",
+                       linestyle="--", linewidth=1.2,
+                       label=spec.reference_label.format(value=reference))
         _mark_events(ax, result, steps)
         if steps is None:
             _xlim(ax, result)

@@ -2,7 +2,7 @@
 
 This is the engine's front door for notebooks as much as for the CLI:
 
-    >>> from sim import runner, registry
+    >>> from debugsim.sim import runner, registry
     >>> result = runner.execute(registry.get("nan_loss"), seed=3)
     >>> result.series("loss"), result.summary["final_loss"]
 """

@@ -19,8 +19,6 @@ from .callbacks import Callback
 from .device import MiB
 
 FORMAT_VERSION = 1
-SIGNALS = ("loss", "grad_norm", "param_norm", "update_ratio", "lr", "nonfinite",
-           "mem_mib", "mem_peak_mib", "eval_loss", "loss_scale")
 
 
 def clean(value):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from debugsim.sim import plots, runner
+from debugsim.sim import plots, runner, signals
 from debugsim.sim.faults import GradEnabledEval
 from debugsim.sim.scenario import Cause, Criterion, Fault, Scenario
 
@@ -88,7 +88,7 @@ def test_write_run_plots_defaults_to_the_run_folder(tmp_path):
     assert all(p.parent == tmp_path / "run" / "plots" for p in paths)
 
 
-@pytest.mark.parametrize("name", sorted(plots.SIGNALS))
+@pytest.mark.parametrize("name", sorted(signals.names()))
 def test_signal_every_field(runs, name, tmp_path):
     for key in ("healthy", "nan"):
         path = plots.signal(runs[key], name, tmp_path / f"{key}-{name}.png")
@@ -164,7 +164,7 @@ def test_gaps_zeros_and_all_missing_values(tmp_path):
     ])
     for path in plots.write_run_plots(result, tmp_path):
         assert_png(path)
-    for name in plots.SIGNALS:
+    for name in signals.names():
         assert_png(plots.signal(result, name, tmp_path / f"{name}.png"))
     every_missing = synthetic([record(i, **{k: None for k in (
         "loss", "grad_norm", "param_norm", "update_ratio", "mem_mib", "mem_peak_mib")},

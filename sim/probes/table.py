@@ -4,16 +4,15 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..runner import RunResult
+from ..signals import BY_NAME, TABLE
 from ._common import NONFINITE_MARK, ProbeError, end_note, _fmt
 
+DEFAULT_COLUMNS = ("step", *(s.name for s in TABLE))
 
-DEFAULT_COLUMNS = ("step", "loss", "grad_norm", "param_norm", "update_ratio", "lr", "nonfinite",
-                   "updated", "mem_mib", "mem_peak_mib", "eval_loss", "loss_scale")
-_FORMATS = {"step": "d", "loss": ".4f", "eval_loss": ".4f", "grad_norm": ".4g",
-            "param_norm": ".4g", "update_ratio": ".3g", "lr": ".3g", "nonfinite": "d",
-            "mem_mib": ".2f", "mem_peak_mib": ".2f", "loss_scale": ".4g"}
-# fields where None means "was NaN/inf" rather than "not measured this step"
-_MEASURED_EVERY_STEP = {"loss", "grad_norm", "param_norm", "update_ratio"}
+
+def _every_step(column: str) -> bool:
+    """Whether None in this column means "was NaN/inf" rather than "not measured this step"."""
+    return column.startswith("layer:") or (column in BY_NAME and BY_NAME[column].every_step)
 
 
 def _columns(result: RunResult, columns) -> list[str]:
@@ -21,7 +20,7 @@ def _columns(result: RunResult, columns) -> list[str]:
     if columns is None:
         # the defaults, minus the ones this run never measured (eval, loss scale, memory)
         chosen = [c for c in DEFAULT_COLUMNS
-                  if c in _MEASURED_EVERY_STEP or c in ("step", "lr", "nonfinite", "updated")
+                  if c == "step" or _every_step(c)
                   or any(r.get(c) is not None for r in result.records)]
         return chosen
     if isinstance(columns, str):
@@ -74,13 +73,12 @@ def log_table(result: RunResult, start: int | None = None, end: int | None = Non
         for column in cols:
             if column.startswith("layer:"):
                 value = record.get("layer_grad_norm", {}).get(column[6:])
-                measured = True
                 spec = ".4g"
             else:
                 value = record.get(column)
-                measured = column in _MEASURED_EVERY_STEP
-                spec = _FORMATS.get(column, ".4g")
-            if value is None and measured:
+                spec = "d" if column == "step" else BY_NAME[column].fmt if column in BY_NAME \
+                    else ".4g"
+            if value is None and _every_step(column):
                 cells.append(NONFINITE_MARK)
                 any_nonfinite = True
             elif column == "updated":
@@ -106,6 +104,4 @@ def log_table(result: RunResult, start: int | None = None, end: int | None = Non
 
 
 def _header(column: str) -> str:
-    return {"update_ratio": "upd/param", "nonfinite": "nonfin", "mem_mib": "mem MiB",
-            "mem_peak_mib": "peak MiB", "eval_loss": "eval", "loss_scale": "scale",
-            "param_norm": "param_norm"}.get(column, column.replace("layer:", "g:"))
+    return BY_NAME[column].header if column in BY_NAME else column.replace("layer:", "g:")
