@@ -5,18 +5,16 @@ torch and matplotlib are imported inside commands, so `--help` and `list` start 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import secrets
 import sys
 from pathlib import Path
 
 import click
 
-from .sim import registry
-from .sim.config import ConfigError
+from .sim import app
 
-RUNS_DIR = Path("debugsim-runs")
 
 
 class InputError(click.ClickException):
@@ -24,45 +22,46 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
-def scenario_or_fail(scenario_id: str):
+@contextlib.contextmanager
+def usage_errors():
+    """The app layer's UsageError becomes a one-line error with exit code 2."""
     try:
-        return registry.get(scenario_id)
-    except registry.UnknownScenario as error:
+        yield
+    except app.UsageError as error:
         raise InputError(str(error)) from None
-
-
-def settings_or_fail(scenario, pairs) -> dict:
-    from .sim.runner import parse_settings
-    try:
-        return parse_settings(scenario, pairs)
-    except ConfigError as error:
-        raise InputError(str(error)) from None
-
-
-def check_names(scenario, cause: str | None, fixes) -> None:
-    try:
-        if cause:
-            scenario.cause(cause)
-        for fix in fixes:
-            scenario.fix(fix)
-    except LookupError as error:
-        raise InputError(error.args[0]) from None
-
-
-def validate_config(scenario, seed, cause, fixes, sets) -> None:
-    from .sim.runner import validate
-    try:
-        validate(scenario, seed, cause, fixes, sets)
-    except ConfigError as error:
-        raise InputError(str(error)) from None
-
-
-def pick_seed(seed: int | None) -> int:
-    return seed if seed is not None else secrets.randbelow(10_000)
 
 
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def ask(prompt: str) -> str | None:
+    """One line from the user; None once the input has ended."""
+    try:
+        return click.prompt(prompt, default="", show_default=False, prompt_suffix=" ")
+    except click.Abort:
+        click.echo()
+        return None
+
+
+@contextlib.contextmanager
+def on_interrupt(where: str):
+    """Ctrl-C: say where the partial output is, exit 130 (the files are already valid)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {where}", err=True)
+        sys.exit(130)
+
+
+class SeedList(click.ParamType):
+    name = "seeds"
+
+    def convert(self, value, param, ctx):
+        try:
+            return [int(s) for s in str(value).split(",") if s.strip()]
+        except ValueError:
+            self.fail(f"{value!r}: expected comma-separated integers", param, ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,6 +76,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_command(as_json: bool) -> None:
     """List the scenarios."""
+    from .sim import registry
     scenarios = registry.all_scenarios()
     if as_json:
         emit_json([{"id": s.id, "title": s.title, "difficulty": s.difficulty,
@@ -93,46 +93,10 @@ def list_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show_command(scenario_id: str, answers: bool, as_json: bool) -> None:
     """Show a scenario's story (and, with --answers, its causes and fixes)."""
-    s = scenario_or_fail(scenario_id)
-    data = {"id": s.id, "title": s.title, "difficulty": s.difficulty, "tags": list(s.tags),
-            "story": s.story, "interview_question": s.interview_question,
-            "healthy_means": s.criterion.describe(),
-            "fixes": [{"id": f.id, "title": f.title} for f in s.fixes]}
-    if answers:
-        data["causes"] = [{"id": c.id, "title": c.title, "fault": c.fault.summary,
-                           "tell": c.tell, "resolved_by": list(s.resolves.get(c.id, ())),
-                           "masked_by": list(s.masks.get(c.id, ()))} for c in s.causes]
-    if as_json:
-        emit_json(data)
-        return
-    click.echo(f"{s.id} — {s.title}  [{s.difficulty}; {', '.join(s.tags)}]\n")
-    click.echo(s.story + "\n")
-    click.echo(f"Healthy means: {data['healthy_means']}")
-    click.echo("Fixes on offer: " + ", ".join(f.id for f in s.fixes))
-    if answers:
-        click.echo("\nCauses:")
-        for c in data["causes"]:
-            click.echo(f"  {c['id']}: {c['title']}\n    fault: {c['fault']}\n    tell: {c['tell']}"
-                       f"\n    resolved by: {', '.join(c['resolved_by']) or '-'}"
-                       + (f"\n    masked by: {', '.join(c['masked_by'])}" if c["masked_by"] else ""))
-
-
-def _run_and_save(scenario, seed, cause, fixes, sets, out_dir: Path, quiet: bool):
-    """Train with a live table, then write plots and summary.md; returns the RunResult."""
-    from .sim.report import write_summary_md
-    from .sim.runner import assemble, execute
-    if scenario.engine == "planner":             # no training: the plan and its chart
-        result = execute(scenario, seed, cause, fixes, sets, out_dir=out_dir)
-        write_summary_md(result, scenario, out_dir / "summary.md", ["memory_plan.png"])
-        return result
-    from .sim.console import LiveTable
-    from .sim.plots import write_run_plots
-    config, _ = assemble(scenario, seed, cause, fixes, sets)
-    listeners = [] if quiet else [LiveTable(config.steps)]
-    result = execute(scenario, seed, cause, fixes, sets, out_dir=out_dir, listeners=listeners)
-    plots = write_run_plots(result, out_dir)
-    write_summary_md(result, scenario, out_dir / "summary.md", plots)
-    return result
+    from .sim.describe import describe, describe_lines
+    with usage_errors():
+        data = describe(app.scenario(scenario_id), answers)
+    click.echo(json.dumps(data, indent=2) if as_json else "\n".join(describe_lines(data)))
 
 
 @cli.command("run")
@@ -142,30 +106,23 @@ def _run_and_save(scenario, seed, cause, fixes, sets, out_dir: Path, quiet: bool
 @click.option("--fix", "fixes", multiple=True, help="Apply a named fix (repeatable).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Artifacts folder.")
+@click.option("--track-memory", is_flag=True, help="Count memory on the simulated device.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, no table.")
-def run_command(scenario_id, seed, cause, fixes, sets, out, as_json) -> None:
+def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, as_json) -> None:
     """Run a scenario non-interactively and write its artifacts."""
-    scenario = scenario_or_fail(scenario_id)
-    seed = pick_seed(seed)
-    settings = settings_or_fail(scenario, sets)
-    check_names(scenario, cause, fixes)
-    cause = cause or scenario.draw_cause(seed).id
-    validate_config(scenario, seed, cause, fixes, settings)
-    suffix = "".join(f"-{fix}" for fix in fixes) + ("-set" if settings else "")
-    out = out or RUNS_DIR / f"{scenario.id}-seed{seed}{suffix}"     # a fixed run keeps its own folder
+    with usage_errors():
+        seed = app.pick_seed(seed)
+        prepared = (app.prepare(scenario_id, seed, cause, fixes, sets) if cause
+                    else app.incident(scenario_id, seed, fixes, sets))
+    out = out or app.default_out(prepared)
     if not as_json:
-        click.echo(f"{scenario.id}: seed {seed} -> {out}/")
-    try:
-        result = _run_and_save(scenario, seed, cause, list(fixes), settings, out, as_json)
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: partial metrics in {out}/metrics.jsonl", err=True)
-        sys.exit(130)
+        click.echo(f"{prepared.scenario.id}: seed {seed} -> {out}/")
+    with on_interrupt(f"partial metrics in {out}/metrics.jsonl"):
+        result = app.run(prepared, out, live=not as_json, track_memory=track_memory or None)
     if as_json:
-        emit_json({"scenario": scenario.id, "seed": seed, "out": str(out),
-                   "summary": result.summary})
-        return
-    from .sim.report import run_lines
-    click.echo("\n".join(run_lines(result)))
+        return emit_json({"scenario": prepared.scenario.id, "seed": seed, "out": str(out),
+                          "summary": result.summary})
+    click.echo("\n".join(prepared.engine.summary_lines(result)))
     click.echo(f"artifacts: {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
 
 
@@ -178,19 +135,16 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def check_command(scenario_id, seed, cause, fixes, sets, as_json) -> None:
     """Grade a diagnosis by re-running: exit 0 passed, 1 not passed, 2 usage error."""
-    scenario = scenario_or_fail(scenario_id)
-    settings = settings_or_fail(scenario, sets)
-    check_names(scenario, cause, fixes)
-    if not fixes and not settings:
-        raise InputError("name a fix with --fix or a setting with --set")
-    validate_config(scenario, seed, scenario.draw_cause(seed).id, fixes, settings)
-    from .sim.grader import grade
-    verdict = grade(scenario, seed, cause, list(fixes), settings)
+    from .sim.report import verdict_lines
+    with usage_errors():
+        if not fixes and not sets:
+            app.prepare(scenario_id, seed, cause)            # unknown names come first
+            raise app.UsageError("name a fix with --fix or a setting with --set")
+        verdict = app.check(scenario_id, seed, cause, fixes, sets)
     if as_json:
         emit_json(verdict.to_dict())
     else:
-        from .sim.report import verdict_lines
-        click.echo("\n".join(verdict_lines(verdict, scenario)))
+        click.echo("\n".join(verdict_lines(verdict)))
     sys.exit(0 if verdict.passed else 1)
 
 
@@ -205,20 +159,13 @@ def check_command(scenario_id, seed, cause, fixes, sets, as_json) -> None:
 def play_command(scenario_id, seed, probe_lines, cause, fixes, sets, out) -> None:
     """Play a scenario: read the story, investigate, name the cause, fix it, see the re-run."""
     from .sim.play import play
-    scenario = scenario_or_fail(scenario_id)
-    settings = settings_or_fail(scenario, sets)
-    check_names(scenario, cause, fixes)
-    seed = pick_seed(seed)
-    out = out or RUNS_DIR / f"{scenario.id}-seed{seed}"
-    try:
-        passed = play(scenario, seed, out, probe_lines, cause, list(fixes), settings,
-                      run_and_save=_run_and_save)
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: partial output in {out}/", err=True)
-        sys.exit(130)
-    except (LookupError, ConfigError) as error:
-        raise InputError(error.args[0]) from None
-    sys.exit(0 if passed else 1)
+    with usage_errors():
+        incident = app.incident(scenario_id, app.pick_seed(seed))
+        app.prepare(incident.scenario, incident.seed, cause, fixes, sets)   # names, values
+        out = out or app.default_out(incident)
+        with on_interrupt(f"partial output in {out}/"):
+            verdict = play(incident, out, click.echo, ask, probe_lines, cause, fixes, sets)
+    sys.exit(0 if verdict.passed else 1)
 
 
 @cli.group("dev")
@@ -228,26 +175,22 @@ def dev_group() -> None:
 
 @dev_group.command("check")
 @click.argument("scenario_ids", nargs=-1)
-@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--seeds", type=SeedList(), default="0,1,2", show_default=True,
+              help="Comma-separated seeds.")
 def dev_check_command(scenario_ids, seeds) -> None:
     """Prove every declared verdict by re-running: causes break, fixes pass, distractors fail."""
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise InputError(f"--seeds {seeds!r}: expected comma-separated integers") from None
-    scenarios = ([scenario_or_fail(i) for i in scenario_ids] if scenario_ids
-                 else registry.all_scenarios())
     from .sim.selfcheck import check_scenario
-    mismatches = total = 0
+    with usage_errors():
+        scenarios = app.scenarios(scenario_ids)
+    failed = total = 0
     for scenario in scenarios:
-        for finding in check_scenario(scenario, seed_list):
-            total += 1
+        for finding in check_scenario(scenario, seeds):
+            total, failed = total + 1, failed + (not finding.ok)
             if not finding.ok:
-                mismatches += 1
                 click.echo(finding.line())
         click.echo(f"{scenario.id}: checked")
-    click.echo(f"{total - mismatches} passed, {mismatches} failed")
-    sys.exit(1 if mismatches else 0)
+    click.echo(f"{total - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
 
 
 def _register_memory() -> None:

@@ -11,7 +11,7 @@ SCENARIO = Scenario(
         "steps. After a 'cleanup' of the config, it ends far higher. Nothing crashes, no NaN.\n"
         "The data and the model are unchanged. Find what is wrong and tune it back."),
     base={"model": "mlp", "optimizer": "adamw", "lr": 3e-2, "warmup_steps": 5,
-          "schedule": "cosine", "steps": 60, "track_memory": False},
+          "schedule": "cosine", "steps": 60},
     causes=(
         Cause(
             id="lr_too_high",

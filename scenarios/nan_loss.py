@@ -14,7 +14,7 @@ SCENARIO = Scenario(
         "which. The model, the optimizer family and the data source are the same.\n"
         "Find out why the loss is NaN and fix the cause, not the symptom."),
     base={"data": "sft", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
-          "attn_mask_value": "-inf", "steps": 40, "track_memory": False},
+          "attn_mask_value": "-inf", "steps": 40},
     causes=(
         Cause(
             id="lr_too_high",

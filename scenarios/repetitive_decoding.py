@@ -19,7 +19,7 @@ SCENARIO = Scenario(
     # model needs to learn the two-word dependence; prompt 4 + 20 tokens stays within the 24
     # positions it was trained on. The release decodes greedily with a repetition penalty.
     base={"vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 64,
-          "steps": 150, "warmup_steps": 10, "schedule": "cosine", "track_memory": False,
+          "steps": 150, "warmup_steps": 10, "schedule": "cosine",
           "decode": "greedy", "repetition_penalty": 1.3, "gen_tokens": 20},
     causes=(
         Cause(

@@ -1,21 +1,30 @@
-"""Read a finished run's folder back into a RunResult (for notebooks and later analysis)."""
+"""Read a finished training run's folder back into a RunResult (notebooks, later analysis)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+from . import engines, registry
 from .config import TrainConfig
-from .runner import RunResult
+from .engines.base import Prepared
+from .result import RunResult
+
+_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def load_run(out_dir) -> RunResult:
-    """Everything a RunResult holds except generated samples; the cause stays hidden."""
+    """Everything a RunResult holds except generated samples and the code that ran; the cause
+    stays hidden (a run folder never records it)."""
     out = Path(out_dir)
     header = json.loads((out / "config.json").read_text())
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     records = [line for line in lines if line["event"] == "step"]
     end = next((line for line in lines if line["event"] == "end"), {})
     summary = json.loads((out / "summary.json").read_text())
-    return RunResult(header["scenario"], header["seed"], None, tuple(header["fixes"]),
-                     header["sets"], TrainConfig(**header["config"]), summary["status"],
-                     end.get("error"), records, end, summary, out_dir=out)
+    scenario = registry.get(header["scenario"])
+    config = TrainConfig(**{k: v for k, v in header["config"].items() if k in _FIELDS})
+    prepared = Prepared(scenario, engines.get(scenario.engine), header["seed"], None,
+                        tuple(header["fixes"]), header["sets"], config, complete=False)
+    return RunResult(prepared, summary["status"], end.get("error"), records, end, summary,
+                     out_dir=out)

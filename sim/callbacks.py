@@ -19,12 +19,13 @@ After training, scenarios that generate text decode with `sim.decoding.generate`
                                           (step 0 = prompt prefill); may mutate the cache and
                                           may return position ids for the new tokens
 
-A callback subclasses `Callback` and overrides only the events it needs. This module does not
-import torch.
+A callback subclasses `Callback` and overrides only the events it needs; a method named like an
+event that is not one (a typo such as `on_stepend`) is an error when the list is built, not a
+hook that silently never fires. This module does not import torch.
 """
 from __future__ import annotations
 
-from typing import Any
+from .config import did_you_mean
 
 EVENTS = ("on_run_start", "on_step_start", "on_batch", "on_loss", "on_after_backward",
           "on_before_update", "on_eval_start", "on_step_end", "on_run_end", "on_decode_step")
@@ -49,13 +50,25 @@ class Callback:
         return f"{type(self).__name__}({args})"
 
 
+class UnknownEvent(ValueError):
+    """A callback defines `on_<something>` that the loop never fires."""
+
+
 class CallbackList:
     """Fires an event on every callback in order; transforming events chain their results."""
 
     def __init__(self, callbacks) -> None:
         self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            for name in dir(type(callback)):
+                if name.startswith("on_") and name not in EVENTS:
+                    raise UnknownEvent(f"{type(callback).__name__}.{name} is not an event"
+                                       f"{did_you_mean(name, EVENTS)}; events: {', '.join(EVENTS)}")
 
     def fire(self, event: str, run) -> None:
+        if event not in _NOTIFY:
+            raise UnknownEvent(f"'{event}' is not a notification event"
+                               f"{did_you_mean(event, _NOTIFY)}")
         for callback in self.callbacks:
             getattr(callback, event)(run)
 
@@ -73,5 +86,15 @@ class CallbackList:
                 loss = replaced
         return loss
 
-    def find(self, kind: type) -> Any:
-        return next((c for c in self.callbacks if isinstance(c, kind)), None)
+    def decode_step(self, run, step, cache):
+        """Every callback sees the cache; the last non-None answer gives the positions."""
+        positions = None
+        for callback in self.callbacks:
+            replaced = callback.on_decode_step(run, step, cache)
+            if replaced is not None:
+                positions = replaced
+        return positions
+
+
+# events that only notify (the others transform a value and have their own method above)
+_NOTIFY = tuple(e for e in EVENTS if e not in ("on_batch", "on_loss", "on_decode_step"))

@@ -49,7 +49,6 @@ class TrainConfig:
     # --- memory ---
     memory_budget_mib: float = 0.0  # simulated device capacity in MiB (2^20 B); 0 = unlimited
     activation_checkpointing: bool = False
-    track_memory: bool = True       # count allocations on the simulated device (costs time)
     # --- evaluation ---
     eval_every: int = 0             # steps between held-out evaluations; 0 = only at the end
     eval_batch_size: int = 64       # sequences in the held-out batch
@@ -195,7 +194,5 @@ def validate(config: TrainConfig) -> None:
     """Cross-field checks that a single value cannot catch."""
     if config.d_model % config.n_head:
         raise ConfigError(f"d_model={config.d_model} must be divisible by n_head={config.n_head}")
-    if config.memory_budget_mib and not config.track_memory:
-        raise ConfigError("memory_budget_mib needs track_memory=true (the budget is enforced by the tracker)")
     if config.warmup_steps > config.steps:
         raise ConfigError(f"warmup_steps={config.warmup_steps} exceeds steps={config.steps}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import sys
 
+from .callbacks import Callback
 from .signals import CONSOLE
 
 COLUMNS = tuple((s.name, s.console_header, s.console_width) for s in CONSOLE)
@@ -23,8 +24,8 @@ def fmt(value, width: int) -> str:
     return text.rjust(width)
 
 
-class LiveTable:
-    """A Recorder listener: prints the header once, then selected step rows."""
+class LiveTable(Callback):
+    """Prints the header once, then selected step rows; goes after the Recorder."""
 
     def __init__(self, total_steps: int, out=None, rows: int = 12) -> None:
         self.total = total_steps
@@ -39,11 +40,11 @@ class LiveTable:
         step = "step".rjust(max(self.width, 4)) + " done"
         return step + " " + " ".join(label.rjust(width) for _, label, width in COLUMNS)
 
-    def __call__(self, record: dict, run=None) -> None:
-        if self._reader_gone:
+    def on_step_end(self, run) -> None:
+        if self._reader_gone or run.record is None:
             return
         try:
-            self._print_row(record)
+            self._print_row(run.record)
         except BrokenPipeError:      # e.g. `debugsim run ... | head`: the reader left, the run goes on
             self._reader_gone = True
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from . import repetition
+from .callbacks import CallbackList
 from .models import KVCache, TinyTransformer
 
 N_PROMPTS = 16
@@ -37,6 +38,7 @@ def generate(model, prompts, config, callbacks=(), run=None) -> torch.LongTensor
     tokens = prompts.to(device)
     # only the transformer keeps keys/values; other models always re-read the prefix
     cache = KVCache() if config.kv_cache and isinstance(model, TinyTransformer) else None
+    hooks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
     try:
         with torch.no_grad():
             for step in range(config.gen_tokens):
@@ -45,23 +47,13 @@ def generate(model, prompts, config, callbacks=(), run=None) -> torch.LongTensor
                 else:
                     # step 0 prefills the prompt; later steps feed only the newest token
                     new = tokens if step == 0 else tokens[:, -1:]
-                    positions = _fire_decode_step(callbacks, run, step, cache)
+                    positions = hooks.decode_step(run, step, cache)
                     logits = model(new, cache=cache, positions=positions)[:, -1]
                 next_token = choose(logits.float(), tokens, config, gen)
                 tokens = torch.cat([tokens, next_token[:, None]], dim=1)
     finally:
         model.train(was_training)
     return tokens
-
-
-def _fire_decode_step(callbacks, run, step, cache):
-    """`on_decode_step` on every callback; the last non-None answer replaces the positions."""
-    positions = None
-    for callback in callbacks:
-        replaced = getattr(callback, "on_decode_step", lambda *a: None)(run, step, cache)
-        if replaced is not None:
-            positions = replaced
-    return positions
 
 
 def choose(logits, tokens, config, gen) -> torch.Tensor:
@@ -127,47 +119,3 @@ def sample_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
     metrics["valid_rate"] = sum(repetition.valid_rate(seq, valid, PROMPT_LEN)
                                 for seq in full) / len(full)
     return samples, metrics
-
-
-DECODING_KEYS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
-                 "no_repeat_ngram", "gen_tokens", "kv_cache")
-
-
-def render_samples(result, scenario, overrides=None, count: int = 6) -> str:
-    """The `samples` probe: a few of the run's generations as text, with their metrics.
-
-    With decoding `overrides` (e.g. decode=sample, kv_cache=false) the same seeded training is
-    re-run, faults and fixes included, and decoded with them. Only decoding settings are
-    accepted: a probe must not change the training. Tokens that break the grammar are marked *.
-    """
-    from .data import grammar, make_stream
-    from .runner import execute
-    overrides = dict(overrides or {})
-    others = sorted(set(overrides) - set(DECODING_KEYS))
-    if others:
-        raise ValueError(f"samples takes decoding settings only ({', '.join(DECODING_KEYS)}); "
-                         f"not {', '.join(others)}")
-    if overrides:
-        result = execute(scenario, result.seed, result.cause_id, result.fix_ids,
-                         {**result.sets, **overrides})
-    if not result.samples:
-        return f"no samples: the run ended with status '{result.status}'"
-    cfg, summary = result.config, result.summary
-    valid = grammar(cfg.vocab_size).valid
-    prompts = make_stream(cfg).prompts(len(result.samples), PROMPT_LEN).tolist()
-    settings = (f"decode={cfg.decode} temperature={cfg.temperature:g} top_k={cfg.top_k} "
-                f"top_p={cfg.top_p:g} repetition_penalty={cfg.repetition_penalty:g} "
-                f"no_repeat_ngram={cfg.no_repeat_ngram} kv_cache={str(cfg.kv_cache).lower()}")
-    lines = [settings]
-    for prompt, sample in list(zip(prompts, result.samples))[:count]:
-        seq = prompt + sample
-        words = [f"{t}{'' if valid(*seq[i - 2:i + 1]) else '*'}"
-                 for i, t in enumerate(seq) if i >= PROMPT_LEN]
-        lines.append(f"  {' '.join(map(str, prompt))} | {' '.join(words)}")
-    lines.append(f"({min(count, len(result.samples))} of {len(result.samples)} samples; "
-                 f"* = not allowed by the grammar)")
-    lines.append(f"repeated 3-grams {summary['repeat_rate']:.2f}   "
-                 f"longest loop {summary['longest_loop']:.1f} tokens   "
-                 f"grammatical {summary['valid_rate']:.2f}   "
-                 f"distinct-2 {summary['distinct_2']:.2f}")
-    return "\n".join(lines)

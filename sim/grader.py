@@ -1,4 +1,4 @@
-"""The grader: check the named cause, then re-run the seeded training with the fix.
+"""The grader: check the named cause, then re-run the incident with the fix.
 
 The verdict on a fix comes only from the re-run's telemetry judged by the scenario's criterion:
 - resolved      every check passes;
@@ -9,10 +9,13 @@ The verdict on a fix comes only from the re-run's telemetry judged by the scenar
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .runner import RunResult, execute
-from .scenario import Check, Scenario
+from . import runs
+from .engines.base import Prepared, RunOptions
+from .result import RunResult
+from .scenario import Check
 
 
 @dataclass
@@ -53,21 +56,20 @@ def fix_verdict(checks: Sequence[Check], summary: Mapping[str, Any]) -> str:
     return "masked" if failed == ["finite"] and hidden else "not_resolved"
 
 
-def grade(scenario: Scenario, seed: int, named_cause: str | None, fix_ids: Sequence[str] = (),
-          sets: Mapping[str, Any] | None = None, cause_id: str | None = None,
-          before: RunResult | None = None, after_dir=None, listeners=()) -> Verdict:
-    """Grade a diagnosis. The hidden cause is the seed's draw unless `cause_id` overrides it
-    (instructors, tests). `before` reuses an earlier run of the broken training."""
-    actual = cause_id or scenario.draw_cause(seed).id
+def grade(incident: Prepared, named_cause: str | None, fixed: Prepared,
+          before: RunResult | None = None, after_dir: Path | None = None,
+          options: RunOptions = RunOptions()) -> Verdict:
+    """Grade a diagnosis of `incident` (its cause is the hidden one) and the fixed re-run
+    `fixed` (the same incident with the learner's fixes). `before` reuses the broken run."""
+    scenario = incident.scenario
     if named_cause is not None:
         scenario.cause(named_cause)                       # unknown names fail loudly
-    if before is None:
-        before = execute(scenario, seed, actual)
-    after = execute(scenario, seed, actual, fix_ids, sets, out_dir=after_dir, listeners=listeners)
+    before = before or runs.execute(incident)
+    after = runs.execute(fixed, after_dir, options)
     before_checks = scenario.criterion.judge(before.summary)
     after_checks = scenario.criterion.judge(after.summary)
     verdict = fix_verdict(after_checks, after.summary)
-    correct = named_cause == actual
-    return Verdict(scenario.id, seed, actual, named_cause, correct, tuple(fix_ids),
-                   dict(sets or {}), verdict, correct and verdict == "resolved",
+    correct = named_cause == incident.cause_id
+    return Verdict(scenario.id, incident.seed, incident.cause_id, named_cause, correct,
+                   fixed.fix_ids, dict(fixed.sets), verdict, correct and verdict == "resolved",
                    before_checks, after_checks, before, after)

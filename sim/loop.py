@@ -51,6 +51,7 @@ class Run:
     updated: bool = False              # whether the optimizer applied this step's update
     eval_loss: float | None = None
     loss_scale: float | None = None
+    record: dict | None = None         # the step's telemetry record, once the Recorder made it
     control: Control = field(default_factory=Control)
     status: str = "running"            # running | completed | oom | interrupted | error
     error: str | None = None
@@ -115,13 +116,16 @@ def evaluate(run: Run, callbacks: CallbackList) -> float:
     return value
 
 
-def train(config: TrainConfig, callbacks=()) -> Run:
+def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     """Train a fresh model under `config`; callbacks observe and alter the run.
 
-    A simulated out-of-memory error propagates (as a real one would) after `on_run_end`.
+    Memory is counted on the simulated device when `track_memory` is set, and always when the
+    config sets a memory budget (the tracker enforces it). A simulated out-of-memory error
+    propagates (as a real one would) after `on_run_end`.
     """
     torch.manual_seed(config.seed)
-    device = SimulatedDevice(int(config.memory_budget_mib * MiB), enabled=config.track_memory)
+    device = SimulatedDevice(int(config.memory_budget_mib * MiB),
+                             enabled=track_memory or config.memory_budget_mib > 0)
     stream = make_stream(config)
     model = build_model(config).to(config.device)
     optimizer = build_optimizer(config, model)
@@ -191,7 +195,7 @@ def train(config: TrainConfig, callbacks=()) -> Run:
                     run.eval_loss = None
                 # 9. log
                 hooks.fire("on_step_end", run)
-                run.logits = None
+                run.logits = run.record = None
                 if run.control.stop:
                     break
         run.status = "completed"

@@ -86,8 +86,13 @@ def _layers(result) -> list[str]:
     return list(result.records[0].get("layer_grad_norm", {})) if result.records else []
 
 
+def memory_tracked(result) -> bool:
+    """Whether the simulated device counted this run's memory (it does under a budget)."""
+    return result.end.get("peak_mib") is not None
+
+
 def nonfinite_steps(result) -> list[int]:
-    from .probes import nonfinite_steps as steps
+    from .result import nonfinite_steps as steps
     return steps(result)
 
 
@@ -177,7 +182,7 @@ def _line(ax, x, y, **kwargs):
 
 
 def _empty(ax, result, what: str, detail: bool = True) -> None:
-    from .probes import end_note
+    from .result import end_note
     text = f"{what}\n{_wrap(end_note(result), 60)}" if detail else what
     ax.text(0.5, 0.5, text, ha="center", va="center",
             fontsize=9, transform=ax.transAxes, color="#444444")
@@ -302,9 +307,9 @@ def dashboard(result, path=None):
 
 def _memory_panel(ax, result) -> None:
     budget = result.config.memory_budget_mib
-    if not result.config.track_memory:
+    if not memory_tracked(result):
         ax.set_title("memory", fontsize=10, y=1.0, pad=5)
-        ax.text(0.5, 0.5, "memory not tracked in this run\n(track_memory=false)",
+        ax.text(0.5, 0.5, "memory not tracked in this run",
                 ha="center", va="center", fontsize=9, transform=ax.transAxes, color="#444444")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -418,7 +423,7 @@ def compare(before, after, name: str, path=None, steps=None):
             values.extend(_series(result, name, steps)[1])
         if not drawn:
             why = ("memory not tracked" if name.startswith("mem") and
-                   not result.config.track_memory else "no finite values")
+                   not memory_tracked(result) else "no finite values")
             ax.plot([], [], color=color, label=f"{label}: {why}")
         drawn_any |= drawn
         _mark_events(ax, result, steps, color=color, label=False)
@@ -509,6 +514,6 @@ def write_run_plots(result, out_dir=None) -> list[Path]:
     paths = [dashboard(result, folder / "dashboard.png"),
              signal(result, "loss", folder / "loss.png"),
              signal(result, "grad_norm", folder / "grad_norm.png")]
-    if result.config.track_memory:
+    if memory_tracked(result):
         paths.append(memory(result, folder / "memory.png"))
     return paths

@@ -1,12 +1,14 @@
-"""The scenario registry: built-ins registered explicitly, third-party packs via entry points.
+"""The scenario registry: the built-in catalogue, and third-party packs via entry points.
 
-A pack exposes an entry point in the group `debugsim.scenarios` whose object is a `Scenario`
+Built-ins are the modules of `debugsim.scenarios`, each exposing `SCENARIO`: adding one is adding
+its module. They are listed by difficulty (easy, medium, hard), then by id. A pack exposes an entry point in the group `debugsim.scenarios` whose object is a `Scenario`
 or a zero-argument callable returning an iterable of them. Packs load lazily, the first time
 the whole catalogue is needed, and a broken pack is reported, not fatal.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 from typing import Iterable
 
@@ -14,7 +16,7 @@ from .config import did_you_mean
 from .scenario import Scenario
 
 ENTRY_POINT_GROUP = "debugsim.scenarios"
-BUILTIN_MODULES = ("nan_loss", "oom", "bad_lr", "repetitive_decoding", "oom_13b")
+DIFFICULTIES = ("easy", "medium", "hard")
 
 _registry: dict[str, Scenario] = {}
 _loaded = False
@@ -32,19 +34,22 @@ def register(scenario: Scenario, replace: bool = False) -> Scenario:
     return scenario
 
 
-def unregister(scenario_id: str) -> None:
-    _registry.pop(scenario_id, None)
-
-
 def _load() -> None:
     global _loaded
     if _loaded:
         return
     _loaded = True
-    for name in BUILTIN_MODULES:
-        module = importlib.import_module(f"..scenarios.{name}", __package__)
-        register(module.SCENARIO, replace=True)
+    package = importlib.import_module("..scenarios", __package__)
+    builtins = [importlib.import_module(f"{package.__name__}.{info.name}").SCENARIO
+                for info in pkgutil.iter_modules(package.__path__)]
+    for scenario in sorted(builtins, key=_order):
+        register(scenario, replace=True)
     _load_entry_points()
+
+
+def _order(scenario: Scenario):
+    rank = DIFFICULTIES.index(scenario.difficulty) if scenario.difficulty in DIFFICULTIES else 9
+    return rank, scenario.id
 
 
 def _load_entry_points() -> None:

@@ -3,42 +3,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runner import RunResult, write_atomic
-from .scenario import Check, Scenario
-
-
-def _num(value, digits: int = 3) -> str:
-    if value is None or value != value:
-        return "nan"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+from .files import write_atomic
+from .result import RunResult
+from .scenario import Check
 
 
 def run_lines(result: RunResult) -> list[str]:
-    s = result.summary
-    if "plan" in s:                                   # a planner scenario: no training steps
-        from .memplan.exercise import plan_lines
-        return plan_lines(s)
-    lines = [f"status: {result.status}" + (f" — {result.error}" if result.error else ""),
-             f"steps: {s['steps_completed']}/{result.config.steps}   "
-             f"final loss: {_num(s['final_loss'])}   held-out loss: {_num(s['eval_loss'])}",
-             f"non-finite steps: {s['nonfinite_steps']}"
-             + (f" (first at step {s['first_nonfinite_step']})" if s["nonfinite_steps"] else "")]
-    if result.config.track_memory:
-        lines.append(f"peak simulated memory: {s['peak_memory_mb']:.2f} MiB"
-                     + (f" of {result.config.memory_budget_mib:g} MiB"
-                        if result.config.memory_budget_mib else ""))
-    for key, label in (("repeat_rate", "repeated 3-grams"), ("longest_loop", "longest loop"),
-                       ("valid_rate", "grammatical transitions"), ("distinct_2", "distinct-2")):
-        if key in s:
-            lines.append(f"{label}: {_num(s[key])}")
-    return lines
+    return result.prepared.engine.summary_lines(result)
 
 
 def check_lines(checks: list[Check]) -> list[str]:
     return [f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}" for c in checks]
 
 
-def verdict_lines(verdict, scenario: Scenario) -> list[str]:
+def verdict_lines(verdict) -> list[str]:
     fixes = ", ".join(verdict.fix_ids) or "(none)"
     sets = " ".join(f"{k}={v}" for k, v in verdict.sets.items())
     lines = [f"Cause: you named '{verdict.named_cause}'; it was '{verdict.actual_cause}' — "
@@ -53,7 +31,8 @@ def verdict_lines(verdict, scenario: Scenario) -> list[str]:
     return lines
 
 
-def write_summary_md(result: RunResult, scenario: Scenario, path: Path, plots=()) -> None:
+def write_summary_md(result: RunResult, path: Path, plots=()) -> None:
+    scenario = result.prepared.scenario
     fixes = ", ".join(result.fix_ids) or "none"
     lines = [f"# {scenario.id} — {scenario.title}", "",
              f"- seed: {result.seed}", f"- fixes: {fixes}",

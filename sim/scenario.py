@@ -9,7 +9,6 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .config import TrainConfig, with_overrides
 
 # A callback factory: a class (or any zero-argument callable) that builds a fresh callback per run.
 CallbackFactory = Callable[[], Any]
@@ -125,7 +124,7 @@ class Scenario:
     difficulty: str                       # easy | medium | hard
     tags: tuple[str, ...]
     story: str                            # what the learner is told: the symptom, never the cause
-    base: Mapping[str, Any]               # overrides of TrainConfig defaults shared by all causes
+    base: Mapping[str, Any]               # the engine's settings shared by all causes
     causes: tuple[Cause, ...]
     fixes: tuple[Fix, ...]
     criterion: Criterion
@@ -135,7 +134,7 @@ class Scenario:
     resolves: Mapping[str, tuple[str, ...]]           # cause id -> fixes that resolve it
     masks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # cause -> masking fixes
     generates_text: bool = False          # run ends with decoding and repetition metrics
-    engine: str = "training"              # training: re-run the loop | planner: memory plan
+    engine: str = "training"              # the module in sim/engines/ that runs it
 
     def __post_init__(self) -> None:
         cause_ids = {c.id for c in self.causes}
@@ -163,9 +162,6 @@ class Scenario:
     def draw_cause(self, seed: int) -> Cause:
         """The hidden cause for a seed: stable across runs and machines."""
         return random.Random(f"{self.id}/{seed}").choice(self.causes)
-
-    def base_config(self, seed: int) -> TrainConfig:
-        return with_overrides(TrainConfig(), {**self.base, "seed": seed})
 
     def expected_verdict(self, cause_id: str, fix_id: str) -> str:
         if fix_id in self.resolves.get(cause_id, ()):

@@ -2,15 +2,16 @@
 
 For every scenario and seed: the healthy base passes its criterion; every cause fails it;
 every (cause, fix) pair gets, from a real re-run, exactly the verdict the scenario declares
-(resolved, masked, or not_resolved for distractors).
+(resolved, masked, or not_resolved for distractors). Runs go through the in-process cache, so
+a fix that leaves a cause's run unchanged costs nothing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
 
+from . import engines, runs
 from .grader import fix_verdict
-from .runner import execute
 from .scenario import Scenario
 
 DEFAULT_SEEDS = (0, 1, 2)
@@ -36,7 +37,8 @@ class Finding:
 
 
 def verdict_of(scenario: Scenario, seed: int, cause: str | None, fix: str | None) -> str:
-    result = execute(scenario, seed, cause, [fix] if fix else [])
+    prepared = engines.get(scenario.engine).prepare(scenario, seed, cause, [fix] if fix else [])
+    result = runs.execute(prepared)
     verdict = fix_verdict(scenario.criterion.judge(result.summary), result.summary)
     if fix is None:
         return "healthy" if verdict == "resolved" else "broken"

@@ -1,12 +1,15 @@
 """The per-step signals: one table, read by telemetry, plots, the console, probes and criteria.
 
 A signal is a field of every step record in `metrics.jsonl`. Adding one means adding a row here
-and measuring it in `telemetry.Recorder`; the log table, `plot NAME`, the live console and the
-probe help pick it up from this table. No torch here.
+with a `measure` function (it gets the loop's `Run` at the end of each step); the Recorder
+writes it, and the log table, `plot NAME`, the live console and the probe help pick it up
+from this table. The built-in signals are measured by `telemetry.Recorder` itself, in a few
+fused tensor operations. No torch here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Signal:
     reference: str = ""             # TrainConfig field drawn as a horizontal line, if set (> 0)
     reference_label: str = ""       # how that line is labelled, with {value}
     floor_zero: bool = False        # a linear axis that starts at 0
+    measure: Callable[[Any], Any] | None = None   # run -> value; None: the Recorder measures it
 
     @property
     def header(self) -> str:

@@ -17,6 +17,9 @@ import torch
 
 from .callbacks import Callback
 from .device import MiB
+from .signals import SIGNALS
+
+MEASURED = tuple(s for s in SIGNALS if s.measure)   # signals that bring their own measurement
 
 FORMAT_VERSION = 1
 
@@ -51,13 +54,11 @@ class JsonlFile:
 class Recorder(Callback):
     """Measures every step; keeps the records in memory and streams them to files if given."""
 
-    def __init__(self, header: dict | None = None, out_dir: Path | None = None,
-                 listeners=()) -> None:
+    def __init__(self, header: dict | None = None, out_dir: Path | None = None) -> None:
         self.header = header or {}
         self.records: list[dict] = []
         self.timings: list[dict] = []
         self.out_dir = Path(out_dir) if out_dir else None
-        self.listeners = list(listeners)      # called with each step record (console, ...)
         self._metrics = self._timing = None
         self.first_nonfinite_step: int | None = None
 
@@ -111,8 +112,10 @@ class Recorder(Callback):
             "mem_mib": run.device.in_use / MiB if run.device.enabled else None,
             "mem_peak_mib": run.device.step_peak / MiB if run.device.enabled else None,
             "eval_loss": run.eval_loss, "loss_scale": run.loss_scale,
+            **{signal.name: signal.measure(run) for signal in MEASURED},
         })
         self.records.append(record)
+        run.record = record                   # for callbacks after this one (the live table)
         elapsed = time.perf_counter() - self._step_t0
         timing = {"step": run.step, "seconds": round(elapsed, 6),
                   "tokens_per_s": round(run.config.tokens_per_step / elapsed, 1) if elapsed else None}
@@ -120,8 +123,6 @@ class Recorder(Callback):
         if self._metrics:
             self._metrics.write(record)
             self._timing.write(timing)
-        for listener in self.listeners:
-            listener(record, run)
 
     def on_run_end(self, run) -> None:
         device = run.device

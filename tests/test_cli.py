@@ -1,4 +1,5 @@
 """The CLI as a user drives it."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from debugsim import cli
-from debugsim.sim import registry, runner
+from debugsim.sim import app, registry
 from debugsim.sim.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,17 +136,11 @@ class _Interrupt(Callback):
             raise KeyboardInterrupt
 
 
-def test_interrupted_run_leaves_valid_partial_metrics(tmp_path, monkeypatch):
-    scenario = registry.get("bad_lr")
-    original = runner.assemble
-
-    def with_interrupt(*args, **kwargs):
-        config, callbacks = original(*args, **kwargs)
-        return config, [*callbacks, _Interrupt()]
-
-    monkeypatch.setattr(runner, "assemble", with_interrupt)
+def test_interrupted_run_leaves_valid_partial_metrics(tmp_path):
+    prepared = app.prepare("bad_lr", 0, "lr_too_low")
+    prepared = dataclasses.replace(prepared, callbacks=(*prepared.callbacks, _Interrupt))
     with pytest.raises(KeyboardInterrupt):
-        runner.execute(scenario, 0, "lr_too_low", out_dir=tmp_path)
+        app.execute(prepared, tmp_path)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [l["event"] for l in lines][-1] == "end" and lines[-1]["status"] == "interrupted"
     assert sum(1 for line in lines if line["event"] == "step") == 6   # steps 0..5 were logged
@@ -206,6 +201,9 @@ def test_a_closed_output_pipe_does_not_stop_the_run(tmp_path):
         def flush(self):
             pass
 
-    result = runner.execute(registry.get("bad_lr"), 0, "lr_too_low", out_dir=tmp_path,
-                            listeners=[LiveTable(60, out=ClosedPipe())])
+    prepared = app.prepare("bad_lr", 0, "lr_too_low")
+    table = LiveTable(60, out=ClosedPipe())
+    prepared = dataclasses.replace(prepared, callbacks=(*prepared.callbacks, lambda: table))
+    result = app.execute(prepared, tmp_path)
+    assert table._reader_gone
     assert result.status == "completed" and len(result.records) == 60

@@ -7,7 +7,8 @@ import torch
 from debugsim.sim import repetition as R
 from debugsim.sim.config import TrainConfig, with_overrides
 from debugsim.sim.decoding import (apply_repetition_penalty, ban_repeated_ngrams, choose, generate,
-                          nucleus, render_samples, sample_and_measure)
+                          nucleus, sample_and_measure)
+from debugsim.sim.probes.samples import render_samples
 from debugsim.sim.faults import StaleKVCache
 from debugsim.sim.loop import train
 
@@ -94,7 +95,7 @@ def test_top_k_and_greedy():
 def trained():
     config = with_overrides(TrainConfig(), {
         "vocab_size": 14, "d_model": 32, "n_layer": 1, "batch_size": 32, "steps": 40,
-        "track_memory": False, "gen_tokens": 20})
+        "gen_tokens": 20})
     return train(config)
 
 
@@ -145,9 +146,9 @@ def test_sample_and_measure(trained):
 
 def test_samples_probe_redecodes_with_decoding_settings_only():
     from debugsim.scenarios.repetitive_decoding import SCENARIO
-    from debugsim.sim.runner import execute
-    result = execute(SCENARIO, 0, "stale_kv_cache", sets={"steps": 30})     # short: cheap
-    text = render_samples(result, SCENARIO, {"kv_cache": False})
+    from debugsim.sim import app
+    result = app.simulate(SCENARIO, 0, "stale_kv_cache", settings={"steps": 30})   # short: cheap
+    text = render_samples(result, {"kv_cache": False})
     assert "kv_cache=false" in text and text.count(" | ") == 6
     with pytest.raises(ValueError, match="decoding settings only"):
-        render_samples(result, SCENARIO, {"steps": 150})
+        render_samples(result, {"steps": 150})

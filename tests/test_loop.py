@@ -8,17 +8,11 @@ from debugsim.sim.loop import lr_at, train
 from debugsim.sim.telemetry import Recorder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
-
-def run(**overrides):
+def run(track_memory=True, **overrides):
     recorder = Recorder()
-    train(with_overrides(TrainConfig(), {"steps": 4, **overrides}), [recorder])
+    train(with_overrides(TrainConfig(), {"steps": 4, **overrides}), [recorder],
+          track_memory=track_memory)
     return recorder
 
 

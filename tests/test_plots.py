@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from debugsim.sim import plots, runner, signals
+from debugsim.sim import app, plots, signals
 from debugsim.sim.faults import GradEnabledEval
 from debugsim.sim.scenario import Cause, Criterion, Fault, Scenario
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def scratch(base, causes=()):
@@ -30,14 +23,14 @@ def scratch(base, causes=()):
                     interview_question="", resolves={})
 
 
-def run(**base):
-    return runner.execute(scratch(base), 0)
+def run(track_memory=True, **base):
+    return app.simulate(scratch(base), 0, track_memory=track_memory)
 
 
 def run_eval_with_grad(**base):
     """Training fits; the first evaluation (step 1) keeps a graph of a 256-row batch: OOM."""
     cause = Cause("eval_grad", "eval with grad", Fault("", callbacks=(GradEnabledEval,)), "", "")
-    return runner.execute(scratch(base, (cause,)), 0, "eval_grad")
+    return app.simulate(scratch(base, (cause,)), 0, "eval_grad")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +66,7 @@ def test_write_run_plots(runs, name, tmp_path):
     elapsed = time.perf_counter() - start
     names = sorted(p.name for p in paths)
     expected = ["dashboard.png", "grad_norm.png", "loss.png"]
-    if result.config.track_memory:
+    if plots.memory_tracked(result):
         expected.append("memory.png")
     assert names == sorted(expected)
     for path in paths:
@@ -83,7 +76,7 @@ def test_write_run_plots(runs, name, tmp_path):
 
 
 def test_write_run_plots_defaults_to_the_run_folder(tmp_path):
-    result = runner.execute(scratch({"steps": 2}), 0, out_dir=tmp_path / "run")
+    result = app.simulate(scratch({"steps": 2}), 0, out=tmp_path / "run")
     paths = plots.write_run_plots(result)
     assert all(p.parent == tmp_path / "run" / "plots" for p in paths)
 
@@ -138,11 +131,12 @@ def test_lr_finder_plot(tmp_path):
 
 def synthetic(records, status="completed", **config):
     """A RunResult from hand-written records (no training)."""
-    from debugsim.sim.config import TrainConfig, with_overrides
-    result = runner.RunResult("synthetic", 0, None, (), {}, with_overrides(TrainConfig(), config),
-                              status, None, records, {"peak_mib": 1.0,
-                                                      "peak_breakdown_mib": {}}, {})
-    result.summary = runner.summarize(result)
+    from debugsim.sim.engines.training import summarize
+    from debugsim.sim.result import RunResult
+    prepared = app.prepare(scratch(config), 0)
+    result = RunResult(prepared, status, None, records,
+                       {"peak_mib": 1.0, "peak_breakdown_mib": {}}, {})
+    result.summary = summarize(result)
     return result
 
 
@@ -179,14 +173,21 @@ def test_plotting_imports_neither_pyplot_nor_torch(tmp_path):
     from pathlib import Path
     code = f"""
 import sys
-from debugsim.sim import plots, runner
+from debugsim.sim import engines, plots
 from debugsim.sim.config import TrainConfig
+from debugsim.sim.engines.base import Prepared
+from debugsim.sim.result import RunResult
+from debugsim.sim.scenario import Criterion, Scenario
 rows = [{{"step": i, "loss": 2.0, "grad_norm": 1.0, "param_norm": 9.0, "update_ratio": 0.01,
          "lr": 0.01, "nonfinite": 0, "updated": True, "mem_mib": 1.0, "mem_peak_mib": 2.0,
          "eval_loss": None, "loss_scale": None, "layer_grad_norm": {{"embed": 0.5}}}}
         for i in range(3)]
-result = runner.RunResult("synthetic", 0, None, (), {{}}, TrainConfig(), "completed", None, rows,
-                          {{"peak_mib": 2.0, "peak_breakdown_mib": {{}}}}, {{}})
+scenario = Scenario(id="synthetic", title="", difficulty="easy", tags=(), story="", base={{}},
+                    causes=(), fixes=(), criterion=Criterion(), debrief="",
+                    interview_question="", resolves={{}})
+prepared = Prepared(scenario, engines.get("training"), 0, None, config=TrainConfig())
+result = RunResult(prepared, "completed", None, rows,
+                   {{"peak_mib": 2.0, "peak_breakdown_mib": {{}}}}, {{}})
 plots.write_run_plots(result, {str(tmp_path)!r})
 bad = [m for m in ("matplotlib.pyplot", "torch") if m in sys.modules]
 sys.exit(f"imported {{bad}}" if bad else 0)

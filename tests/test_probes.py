@@ -7,21 +7,13 @@ import math
 import pytest
 import torch
 
-from debugsim.sim import faults, probes, runner
+from debugsim.sim import app, faults, probes
 from debugsim.sim.callbacks import Callback
 from debugsim.sim.config import TrainConfig
 from debugsim.sim.data import IGNORE
 from debugsim.sim.loop import train
 from debugsim.sim.scenario import Cause, Criterion, Fault, Fix, Scenario
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models run fastest on one thread, and far faster than two on a loaded machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class EmptyLabelsAtStep1(Callback):
@@ -54,31 +46,31 @@ SFT_GROUPED = {"data": "sft", "length_grouped": True, "steps": 3}
 @pytest.fixture(scope="module")
 def healthy():
     s = scratch({"steps": 6, "eval_every": 3})
-    return s, runner.execute(s, 0)
+    return s, app.simulate(s, 0, track_memory=True)
 
 
 @pytest.fixture(scope="module")
 def masked():
     s = scratch(SFT_LEFT_INF)
-    return s, runner.execute(s, 0)
+    return s, app.simulate(s, 0)
 
 
 @pytest.fixture(scope="module")
 def unsafe_mean():
     s = scratch(SFT_GROUPED)
-    return s, runner.execute(s, 0, "unsafe_mean")
+    return s, app.simulate(s, 0, "unsafe_mean")
 
 
 @pytest.fixture(scope="module")
 def exploding():
-    s = scratch({"optimizer": "sgd", "lr": 5.0, "steps": 12, "track_memory": False})
-    return s, runner.execute(s, 0)
+    s = scratch({"optimizer": "sgd", "lr": 5.0, "steps": 12})
+    return s, app.simulate(s, 0)
 
 
 @pytest.fixture(scope="module")
 def oom():
     s = scratch({"memory_budget_mib": 2.0, "steps": 3})
-    return s, runner.execute(s, 0)
+    return s, app.simulate(s, 0)
 
 
 # --- log table ----------------------------------------------------------------------------
@@ -165,10 +157,10 @@ def _loop_batch(config, callbacks, step, micro=0):
 
 def test_batch_stats_sft_left_padding_is_the_loops_batch(masked):
     s, r = masked
-    stats = probes.batch_stats(r, 1, scenario=s)
+    stats = probes.batch_stats(r, 1)
     assert stats["padding_side"] == "left" and stats["config_padding_side"] == "left"
     assert 0 < stats["padding_share"] < 1
-    rebuilt, _ = probes.rebuild_batch(r, 1, scenario=s)
+    rebuilt, _ = probes.rebuild_batch(r, 1)
     loop = _loop_batch(r.config, [], 1)
     assert torch.equal(rebuilt.tokens, loop.tokens) and torch.equal(rebuilt.targets, loop.targets)
     assert stats["supervised_tokens"] == int((loop.targets != IGNORE).sum())
@@ -181,10 +173,10 @@ def test_batch_stats_sft_left_padding_is_the_loops_batch(masked):
 
 def test_batch_stats_right_padding_and_plain_lm():
     s = scratch({"data": "sft", "steps": 1})
-    stats = probes.batch_stats(runner.execute(s, 0), 0)
+    stats = probes.batch_stats(app.simulate(s, 0), 0)
     assert stats["padding_side"] == "right"
     s = scratch({"steps": 1})
-    stats = probes.batch_stats(runner.execute(s, 0), 0)
+    stats = probes.batch_stats(app.simulate(s, 0), 0)
     assert stats["padding_side"] == "none" and stats["padding_share"] == 0
     assert stats["supervised_share"] == 1.0 and stats["rows_without_supervision"] == 0
 
@@ -192,24 +184,24 @@ def test_batch_stats_right_padding_and_plain_lm():
 def test_batch_stats_finds_a_batch_with_no_labels(unsafe_mean):
     s, r = unsafe_mean
     step = r.summary["first_nonfinite_step"]
-    stats = probes.batch_stats(r, step, scenario=s)
+    stats = probes.batch_stats(r, step)
     assert stats["supervised_tokens"] == 0 and stats["rows_without_supervision"] == stats["rows"]
     assert "divides by this" in probes.render_batch_stats(stats)
 
 
 def test_batch_stats_applies_batch_changing_faults():
     s = scratch({"steps": 3})
-    r = runner.execute(s, 0, "empty_labels")
-    assert probes.batch_stats(r, 1, scenario=s)["supervised_tokens"] == 0
-    assert probes.batch_stats(r, 2, scenario=s)["supervised_tokens"] > 0
+    r = app.simulate(s, 0, "empty_labels")
+    assert probes.batch_stats(r, 1)["supervised_tokens"] == 0
+    assert probes.batch_stats(r, 2)["supervised_tokens"] > 0
 
 
 def test_batch_stats_on_an_oom_run_and_bad_micro(oom):
     s, r = oom
-    stats = probes.batch_stats(r, 0, scenario=s)
+    stats = probes.batch_stats(r, 0)
     assert stats["in_run"] is False and stats["supervised_tokens"] > 0
     with pytest.raises(probes.ProbeError, match="micro-batch"):
-        probes.batch_stats(r, 0, micro=3, scenario=s)
+        probes.batch_stats(r, 0, micro=3)
 
 
 # --- memory -------------------------------------------------------------------------------
@@ -246,9 +238,9 @@ def test_lr_range_test_default_config_suggests_a_sane_lr():
 
 def test_lr_range_test_uses_the_scenario_base_not_the_fault(healthy):
     s, r = healthy
-    report = probes.lr_range_test(r, scenario=s, steps=12, end_lr=1.0)
+    report = probes.lr_range_test(r, steps=12, end_lr=1.0)
     assert report["config"].steps == 12 and report["config"].data == "markov"
-    assert not report["config"].track_memory
+    assert report["config"].memory_budget_mib == 0
     s2 = scratch({"steps": 4, "data": "sft"})
     assert probes.lr_range_test(s2, steps=5)["config"].data == "sft"
 
@@ -257,7 +249,7 @@ def test_lr_range_test_uses_the_scenario_base_not_the_fault(healthy):
 
 def test_anomaly_names_the_softmax_of_a_fully_masked_row(masked):
     s, r = masked
-    report = probes.anomaly(r, scenario=s)
+    report = probes.anomaly(r)
     assert report["found"] and report["step"] == 0 and report["forward_nonfinite"]
     assert "softmax" in report["first_nan"]["op"]
     assert report["first_nan"]["module"] == "blocks.0.attn"
@@ -269,7 +261,7 @@ def test_anomaly_names_the_softmax_of_a_fully_masked_row(masked):
 
 def test_anomaly_names_the_division_of_an_empty_token_mean(unsafe_mean):
     s, r = unsafe_mean
-    report = probes.anomaly(r, scenario=s)
+    report = probes.anomaly(r)
     assert report["found"] and report["step"] == r.summary["first_nonfinite_step"]
     assert report["forward_nonfinite"] and report["n_tokens"] == 0
     assert report["first_nan"]["op"].startswith("aten.div")
@@ -280,7 +272,7 @@ def test_anomaly_names_the_division_of_an_empty_token_mean(unsafe_mean):
 
 def test_anomaly_on_an_exploding_lr_shows_the_blow_up(exploding):
     s, r = exploding
-    report = probes.anomaly(r, scenario=s)
+    report = probes.anomaly(r)
     first = r.summary["first_nonfinite_step"]
     assert first is not None and report["found"] and report["step"] == first
     assert report["param_norm_before"] > 100 * report["param_norm_start"]
@@ -299,9 +291,9 @@ def test_anomaly_without_a_nonfinite_step(healthy, oom):
 
 def test_anomaly_after_the_fix_has_nothing_to_find():
     s = scratch(SFT_GROUPED)
-    r = runner.execute(s, 0, "unsafe_mean", ["guard"])
+    r = app.simulate(s, 0, "unsafe_mean", ["guard"])
     assert r.summary["first_nonfinite_step"] is None
-    assert not probes.anomaly(r, scenario=s)["found"]
+    assert not probes.anomaly(r)["found"]
 
 
 def test_importing_probes_does_not_import_torch():

@@ -84,7 +84,7 @@ def crosscheck_config(config=None):
 
     c = config or TrainConfig()
     return dataclasses.replace(
-        c, model="transformer", data="markov", steps=2, track_memory=True, memory_budget_mib=0.0,
+        c, model="transformer", data="markov", steps=2, memory_budget_mib=0.0,
         precision="fp32", optimizer="adamw", grad_accum_steps=1, activation_checkpointing=False,
         eval_every=0, eval_batch_size=c.batch_size, device="cpu")
 
@@ -112,7 +112,7 @@ def _measure(config) -> dict:
             self._snap(run, "step")
 
     probe = Probe()
-    run = train(config, [probe])
+    run = train(config, [probe], track_memory=True)
     n_tensors = sum(1 for _ in run.model.parameters())
     return {"at": probe.at, "peak": run.device.peak, "peak_breakdown": dict(run.device.peak_breakdown),
             "n_param_tensors": n_tensors, "numel": sum(p.numel() for p in run.model.parameters())}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..runner import RunResult, overflow_skip
+from ..result import RunResult, end_note, nonfinite_steps  # noqa: F401 (re-exported)
 
 
 NONFINITE_MARK = "NaN!"            # how the table shows a value that was NaN or +-inf
@@ -22,24 +22,6 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def nonfinite_steps(result: RunResult) -> list[int]:
-    """Steps with a non-finite loss or gradient, deliberate loss-scaler skips left out."""
-    return [r["step"] for r in result.records
-            if r.get("nonfinite") and not overflow_skip(r, result.config)]
-
-
-def end_note(result: RunResult) -> str:
-    """One line on how the run ended, for probes that have nothing else to say."""
-    steps = len(result.records)
-    if result.status == "oom":
-        return f"the run ran out of memory at step {steps}: {result.error}"
-    if result.status == "error":
-        return f"the run crashed at step {steps}: {result.error}"
-    if result.status == "interrupted":
-        return f"the run was interrupted after {steps} steps"
-    return f"the run completed {steps} steps"
-
-
 def _record_at(result: RunResult, step: int) -> dict:
     if not result.records:
         raise ProbeError(f"no steps were recorded: {end_note(result)}")
@@ -52,38 +34,19 @@ def _record_at(result: RunResult, step: int) -> dict:
     raise ProbeError(f"step {step} is not in this run (recorded steps {first}..{last})")
 
 
-def scenario_of(result: RunResult, scenario=None):
-    """The scenario a run came from: the one given, else the registered one, else None."""
-    if scenario is not None:
-        return scenario
-    from .. import registry
-    try:
-        return registry.get(result.scenario_id)
-    except registry.UnknownScenario:
-        return None
-
-
-def _rebuild(result: RunResult, scenario=None):
-    """The run's config and fresh instances of its fault/fix callbacks, and a note if the
-    callbacks could not be rebuilt (scenario not registered and not given)."""
-    from ..runner import assemble
-    scenario = scenario_of(result, scenario)
-    if scenario is None:
-        if result.cause_id is None and not result.fix_ids:
-            return result.config, [], None      # a base run: there are no callbacks to rebuild
-        return result.config, [], (f"scenario '{result.scenario_id}' is not registered (pass "
-                                   "scenario=...); replayed the config without its callbacks")
-    try:
-        _, callbacks = assemble(scenario, result.seed, result.cause_id, result.fix_ids,
-                                result.sets)
-    except Exception as error:
-        return result.config, [], f"could not rebuild the run's callbacks ({error})"
-    return result.config, callbacks, None
+def _rebuild(result: RunResult):
+    """The run's config and fresh instances of its fault/fix callbacks, and a note when the
+    run was read back from a folder (which keeps the config, never the code that ran)."""
+    prepared = result.prepared
+    note = None if prepared.complete else (
+        "this run was read back from its folder: replayed its config without the code "
+        "changes that ran")
+    return prepared.config, [factory() for factory in prepared.callbacks], note
 
 
 def _untracked(config):
-    """Same numerics, no simulated memory accounting (faster; replays never go out of memory)."""
-    return dataclasses.replace(config, track_memory=False, memory_budget_mib=0.0)
+    """Same numerics, no memory budget: replays are not tracked and never run out of memory."""
+    return dataclasses.replace(config, memory_budget_mib=0.0)
 
 
 def _overrides(cls_method_name: str, callback) -> bool:
@@ -104,3 +67,17 @@ def _fmt(value, spec: str = ".4g") -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if value != value else ("inf" if value > 0 else "-inf")
     return format(value, spec)
+
+
+def int_arg(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ProbeError(f"{what} must be a whole number, not '{text}'") from None
+
+
+def step_arg(args: list[str], example: str) -> int:
+    """The STEP argument of a probe, or a one-line error with an example."""
+    if not args:
+        raise ProbeError(f"which step? e.g. '{example}'")
+    return int_arg(args[0], "the step")

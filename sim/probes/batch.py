@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..runner import RunResult
-from ._common import ProbeError, end_note, _rebuild, _untracked, _overrides, _Stop
+from ..result import RunResult
+from ._common import ProbeError, end_note, _rebuild, _untracked, _overrides, _Stop, step_arg
 
 
-def rebuild_batch(result: RunResult, step: int, micro: int = 0, scenario=None):
+def rebuild_batch(result: RunResult, step: int, micro: int = 0):
     """The exact batch the loop trained on at (`step`, `micro`): the data stream's batch, passed
     through the run's batch-changing callbacks. Returns (batch, note-or-None)."""
     from ..data import make_stream
 
-    config, callbacks, note = _rebuild(result, scenario)
+    config, callbacks, note = _rebuild(result)
     changers = [c for c in callbacks if _overrides("on_batch", c)]
     if not changers:
         return make_stream(config).batch(step, micro), note
@@ -46,7 +46,7 @@ def rebuild_batch(result: RunResult, step: int, micro: int = 0, scenario=None):
     return capture.batch, note
 
 
-def batch_stats(result: RunResult, step: int, micro: int = 0, scenario=None) -> dict:
+def batch_stats(result: RunResult, step: int, micro: int = 0) -> dict:
     """Measure the batch the loop saw at `step` (micro-batch `micro`): non-finite values,
     sequence lengths, padding, supervised tokens, label range and padding side."""
     import torch
@@ -60,7 +60,7 @@ def batch_stats(result: RunResult, step: int, micro: int = 0, scenario=None) -> 
     if not 0 <= micro < config.grad_accum_steps:
         raise ProbeError(f"micro={micro}: this run has {config.grad_accum_steps} micro-batch(es) "
                          f"per step (0..{config.grad_accum_steps - 1})")
-    batch, note = rebuild_batch(result, step, micro, scenario)
+    batch, note = rebuild_batch(result, step, micro)
     if batch is None:
         return {"step": step, "micro": micro, "note": note or "the batch could not be rebuilt"}
     tokens, targets = batch.tokens, batch.targets
@@ -150,3 +150,13 @@ def render_batch_stats(stats: dict) -> str:
     if s.get("note"):
         lines.append(f"  note: {s['note']}")
     return "\n".join(lines)
+
+
+NAME = "batch"
+USAGE = "batch STEP"
+HELP = "statistics of the batch the loop saw at a step"
+ENGINES = ("training",)
+
+
+def run(result: RunResult, args: list[str], plot_dir) -> str:
+    return render_batch_stats(batch_stats(result, step_arg(args, "batch 12")))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from ..runner import RunResult
-from ._common import NONFINITE_MARK, _finite, end_note, _record_at, _fmt
+from ..result import RunResult
+from ._common import NONFINITE_MARK, _finite, end_note, _record_at, _fmt, step_arg
 
 
 def layer_grads(result: RunResult, step: int) -> dict:
@@ -51,3 +51,13 @@ def render_layer_grads(report: dict) -> str:
     if report.get("nonfinite"):
         lines.append(f"  {report['nonfinite']} non-finite values in the loss and gradients")
     return "\n".join(lines)
+
+
+NAME = "grads"
+USAGE = "grads STEP"
+HELP = "per-layer gradient norms at a step"
+ENGINES = ("training",)
+
+
+def run(result: RunResult, args: list[str], plot_dir) -> str:
+    return render_layer_grads(layer_grads(result, step_arg(args, "grads 12")))

@@ -4,12 +4,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..runner import RunResult
-from ._common import ProbeError, _untracked, scenario_of
+from ..result import RunResult
+from ._common import ProbeError, _untracked
 
 
 def lr_range_test(source, start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 50,
-                  beta: float = 0.9, diverge: float = 4.0, scenario=None) -> dict:
+                  beta: float = 0.9, diverge: float = 4.0) -> dict:
     """The learning-rate range test (Smith 2015, fastai's `lr_find`): train a fresh model while
     the learning rate grows exponentially from `start_lr` to `end_lr`, one step each, recording
     the loss smoothed by an exponential moving average (with bias correction); stop once the
@@ -29,7 +29,7 @@ def lr_range_test(source, start_lr: float = 1e-5, end_lr: float = 10.0, steps: i
     if not 0 < start_lr < end_lr or steps < 3:
         raise ProbeError(f"lr_range_test needs 0 < start_lr < end_lr and steps >= 3 "
                          f"(got {start_lr:g}, {end_lr:g}, {steps})")
-    config, note = _lr_test_config(source, scenario)
+    config, note = _lr_test_config(source)
     config = dataclasses.replace(_untracked(config), steps=steps, warmup_steps=0,
                                  schedule="constant", grad_clip=0.0, eval_every=0,
                                  skip_nonfinite=False)
@@ -96,20 +96,18 @@ def lr_range_test(source, start_lr: float = 1e-5, end_lr: float = 10.0, steps: i
     return report
 
 
-def _lr_test_config(source, scenario=None):
+def _lr_test_config(source):
     from ..config import TrainConfig
     from ..scenario import Scenario
     if isinstance(source, TrainConfig):
         return source, None
     if isinstance(source, Scenario):
-        return source.base_config(0), None
+        from .. import engines
+        return engines.get(source.engine).prepare(source, 0, None).config, None
     if isinstance(source, RunResult):
-        scenario = scenario_of(source, scenario)
-        if scenario is None:
-            return source.config, (f"scenario '{source.scenario_id}' is not registered; "
-                                   "swept the run's own config")
-        from ..config import with_overrides
-        return with_overrides(scenario.base_config(source.seed), source.sets or {}), None
+        prepared = source.prepared        # the healthy base with the run's own settings
+        return prepared.engine.prepare(prepared.scenario, prepared.seed, None, (),
+                                       prepared.sets).config, None
     raise TypeError(f"lr_range_test needs a RunResult, Scenario or TrainConfig, "
                     f"not {type(source).__name__}")
 
@@ -127,3 +125,16 @@ def render_lr_range_test(report: dict) -> str:
     if report.get("note"):
         lines.append(f"  note: {report['note']}")
     return "\n".join(lines)
+
+
+NAME = "lrfind"
+USAGE = "lrfind"
+HELP = "learning-rate range test on a fresh model"
+ENGINES = ("training",)
+
+
+def run(result: RunResult, args: list[str], plot_dir) -> str:
+    from .. import plots
+    report = lr_range_test(result)
+    path = plots.lr_finder(report, plot_dir / "probe_lr_range_test.png")
+    return render_lr_range_test(report) + f"\nwrote {path}"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from ..runner import RunResult
+from ..result import RunResult
 from ._common import _finite
 
 
@@ -10,7 +10,7 @@ def memory_breakdown(result: RunResult) -> dict:
     """Peak memory by category (from the end record), memory in use after each step and each
     step's peak, the step that peaked, and the budget."""
     config = result.config
-    tracked = bool(config.track_memory)
+    tracked = result.end.get("peak_mib") is not None
     in_use = [r.get("mem_mib") for r in result.records]
     peaks = [r.get("mem_peak_mib") for r in result.records]
     finite_peaks = [(p, r["step"]) for p, r in zip(peaks, result.records) if _finite(p)]
@@ -32,7 +32,7 @@ def memory_breakdown(result: RunResult) -> dict:
         "oom": oom,
     }
     if not tracked:
-        report["note"] = "memory was not tracked in this run (track_memory=false)"
+        report["note"] = "memory was not tracked in this run (no memory budget)"
     # growth of memory in use between steps: a leak grows steadily, a healthy run is flat
     finite_use = [v for v in in_use if _finite(v)]
     if len(finite_use) >= 4:
@@ -73,3 +73,13 @@ def render_memory_breakdown(report: dict) -> str:
     if report["oom"]:
         lines.append(f"  OUT OF MEMORY at step {report['oom']['step']}: {report['oom']['message']}")
     return "\n".join(lines)
+
+
+NAME = "memory"
+USAGE = "memory"
+HELP = "simulated memory: peak by category, per-step use"
+ENGINES = ("training",)
+
+
+def run(result: RunResult, args: list[str], plot_dir) -> str:
+    return render_memory_breakdown(memory_breakdown(result))

@@ -7,22 +7,21 @@ import re
 import warnings
 from typing import Any
 
-from ..runner import RunResult
+from ..result import RunResult
 from ._common import _finite, nonfinite_steps, end_note, _rebuild, _untracked, _Stop, _fmt
 
 
 _BACKWARD_RE = re.compile(r"Function '(\w+)' returned nan values in its (\d+)\w* output")
 
 
-def anomaly(result: RunResult, scenario=None, step: int | None = None) -> dict:
+def anomaly(result: RunResult, step: int | None = None) -> dict:
     """Replay the run to its first step with a non-finite loss or gradient, then recompute that
     step's forward and backward under `torch.autograd.detect_anomaly(check_nan=True)` while
     watching every operator: name the op that first produced a NaN (and the one that first
     produced an inf), the module it ran in, whether the forward loss was already non-finite,
     and the backward Function that anomaly mode flags.
 
-    `scenario` is needed only if the run's scenario is not in the registry (the fault callbacks
-    are rebuilt from it). `step` replays a chosen step instead of the first non-finite one.
+    `step` replays a chosen step instead of the first non-finite one.
     """
     bad = nonfinite_steps(result)
     if step is None and not bad:
@@ -33,7 +32,7 @@ def anomaly(result: RunResult, scenario=None, step: int | None = None) -> dict:
     from ..callbacks import Callback
     from ..loop import train
 
-    config, callbacks, note = _rebuild(result, scenario)
+    config, callbacks, note = _rebuild(result)
     replay = dataclasses.replace(_untracked(config), steps=max(config.steps, target + 1))
     loss_scale_skip = config.precision == "fp16" and config.loss_scale == "dynamic"
 
@@ -291,7 +290,7 @@ def _user_frames(text: str) -> list[str]:
     frames = re.findall(r'File "([^"]+)", line (\d+), in (\w+)\n\s+(.+)', text)
     keep = [f"{path.rsplit('/', 1)[-1]}:{line} in {fn}: {code.strip()}"
             for path, line, fn, code in frames
-            if ("/sim/" in path or "/scenarios/" in path) and not path.endswith("probes.py")]
+            if ("/sim/" in path or "/scenarios/" in path) and "/probes/" not in path]
     return keep[-4:]
 
 
@@ -380,3 +379,13 @@ def render_anomaly(report: dict) -> str:
     if r.get("note"):
         lines.append(f"  note: {r['note']}")
     return "\n".join(lines)
+
+
+NAME = "anomaly"
+USAGE = "anomaly"
+HELP = "re-run the first bad step under autograd anomaly detection"
+ENGINES = ("training",)
+
+
+def run(result: RunResult, args: list[str], plot_dir) -> str:
+    return render_anomaly(anomaly(result))

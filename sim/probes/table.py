@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..runner import RunResult
+from ..result import RunResult
 from ..signals import BY_NAME, TABLE
-from ._common import NONFINITE_MARK, ProbeError, end_note, _fmt
+from ._common import NONFINITE_MARK, ProbeError, end_note, _fmt, int_arg
 
 DEFAULT_COLUMNS = ("step", *(s.name for s in TABLE))
 
@@ -105,3 +105,13 @@ def log_table(result: RunResult, start: int | None = None, end: int | None = Non
 
 def _header(column: str) -> str:
     return BY_NAME[column].header if column in BY_NAME else column.replace("layer:", "g:")
+
+
+NAME = "table"
+USAGE = "table [START [END]]"
+HELP = "the log table for a range of steps (negative counts from the end)"
+ENGINES = ("training",)
+
+
+def run(result: RunResult, args: list[str], plot_dir) -> str:
+    return log_table(result, *[int_arg(a, "step") for a in args[:2]])

@@ -1,0 +1,142 @@
+"""The app layer: what the CLI, a notebook, a quiz or a class grader calls.
+
+    from debugsim.sim import app
+    incident = app.incident("nan_loss", seed=3)          # the hidden cause is drawn here
+    app.simulate("nan_loss", 3, cause="lr_too_high", fixes=["lower_lr"]).series("loss")
+    result = app.run(incident, "debugsim-runs/demo")    # artifacts, plots, summary.md
+    verdict = app.check("nan_loss", 3, "lr_too_high", fixes=["lower_lr"])
+    verdict.passed, verdict.fix_verdict
+
+Every user mistake (an unknown name, a bad value, a combination that cannot run) raises
+`UsageError` with a one-line message; a run that fails (NaN, out of memory) is a result.
+"""
+from __future__ import annotations
+
+import contextlib
+import secrets
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from . import engines, registry, runs
+from .config import ConfigError
+from .engines.base import Prepared, RunOptions
+from .result import RunResult
+from .scenario import Scenario
+
+RUNS_DIR = Path("debugsim-runs")
+
+
+class UsageError(ValueError):
+    """A user mistake: one line, no traceback (the CLI exits with code 2)."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the engine's and the catalogue's one-line errors into UsageError."""
+    try:
+        yield
+    except (ConfigError, LookupError) as error:
+        raise UsageError(error.args[0] if error.args else str(error)) from None
+
+
+def scenario(scenario_id: str | Scenario) -> Scenario:
+    if isinstance(scenario_id, Scenario):
+        return scenario_id
+    with user_errors():
+        return registry.get(scenario_id)
+
+
+def scenarios(ids: Sequence[str] = ()) -> list[Scenario]:
+    """The named scenarios, or the whole catalogue when none is named."""
+    return [scenario(i) for i in ids] if ids else registry.all_scenarios()
+
+
+def engine_of(scenario_or_id) -> engines.Engine:
+    return engines.get(scenario(scenario_or_id).engine)
+
+
+def parse_settings(scenario_or_id, settings: Sequence[str] | Mapping[str, Any] | None) -> dict:
+    """`key=value` strings (or a dict, passed through) as the scenario's engine reads them."""
+    if settings is None or isinstance(settings, Mapping):
+        return dict(settings or {})
+    with user_errors():
+        return engine_of(scenario_or_id).parse_settings(list(settings))
+
+
+def pick_seed(seed: int | None) -> int:
+    return seed if seed is not None else secrets.randbelow(10_000)
+
+
+def prepare(scenario_or_id, seed: int, cause: str | None = None, fixes: Sequence[str] = (),
+            settings=None) -> Prepared:
+    """A validated run of `cause` (None: the healthy base) with fixes and settings."""
+    spec = scenario(scenario_or_id)
+    sets = parse_settings(spec, settings)
+    with user_errors():
+        if cause is not None:
+            cause = spec.cause(cause).id
+        fix_ids = [spec.fix(fix).id for fix in fixes]
+        return engine_of(spec).prepare(spec, seed, cause, fix_ids, sets)
+
+
+def incident(scenario_or_id, seed: int, fixes: Sequence[str] = (), settings=None) -> Prepared:
+    """The seed's incident: its hidden cause is drawn here, and only here."""
+    spec = scenario(scenario_or_id)
+    return prepare(spec, seed, spec.draw_cause(seed).id, fixes, settings)
+
+
+def with_fixes(prepared: Prepared, fixes: Sequence[str] = (), settings=None) -> Prepared:
+    """The same incident with the learner's fixes and settings (validated now, before any run)."""
+    sets = parse_settings(prepared.scenario, settings)
+    with user_errors():
+        fix_ids = [prepared.scenario.fix(fix).id for fix in fixes]
+        return prepared.with_fixes(fix_ids, sets)
+
+
+def default_out(prepared: Prepared) -> Path:
+    """debugsim-runs/ID-seedN, plus the fixes, so a fixed run keeps its own folder."""
+    suffix = "".join(f"-{fix}" for fix in prepared.fix_ids) + ("-set" if prepared.sets else "")
+    return RUNS_DIR / f"{prepared.scenario.id}-seed{prepared.seed}{suffix}"
+
+
+def execute(prepared: Prepared, out: Path | None = None, live: bool = False,
+            track_memory: bool | None = None) -> RunResult:
+    """Run without plots (cached in-process when nothing is written)."""
+    return runs.execute(prepared, Path(out) if out else None, RunOptions(live, track_memory))
+
+
+def simulate(scenario_or_id, seed: int, cause: str | None = None, fixes: Sequence[str] = (),
+             settings=None, out: Path | None = None, track_memory: bool | None = None
+             ) -> RunResult:
+    """Prepare and execute in one call (notebooks, tests); `cause=None` is the healthy base."""
+    return execute(prepare(scenario_or_id, seed, cause, fixes, settings), out,
+                   track_memory=track_memory)
+
+
+def run(prepared: Prepared, out: Path | None = None, live: bool = False,
+        track_memory: bool | None = None) -> RunResult:
+    """Run and write every artifact: metrics, config, summary, plots and summary.md."""
+    from .report import write_summary_md
+    out = Path(out) if out else default_out(prepared)
+    result = execute(prepared, out, live, track_memory)
+    plots = prepared.engine.write_plots(result, out)
+    write_summary_md(result, out / "summary.md", plots)
+    return result
+
+
+def grade(incident: Prepared, named_cause: str | None, fixes: Sequence[str] = (),
+          settings=None, before: RunResult | None = None, after_dir: Path | None = None,
+          live: bool = False):
+    """Grade a diagnosis of `incident` by re-running it with the fixes."""
+    from .grader import grade as grade_rerun
+    fixed = with_fixes(incident, fixes, settings)
+    with user_errors():
+        if named_cause is not None:
+            named_cause = incident.scenario.cause(named_cause).id
+    return grade_rerun(incident, named_cause, fixed, before, after_dir, RunOptions(live=live))
+
+
+def check(scenario_or_id, seed: int, named_cause: str, fixes: Sequence[str] = (),
+          settings=None):
+    """Grade an answer for the seed's incident (validated before anything runs)."""
+    return grade(incident(scenario_or_id, seed), named_cause, fixes, settings)

@@ -1,0 +1,156 @@
+"""The training engine: build a TrainConfig and the fault/fix callbacks, train, measure, save.
+
+Scenarios that generate text decode after training (decoding is part of this engine).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..config import TrainConfig, parse_assignments, with_overrides
+from ..files import write_atomic, write_json
+from ..result import RunResult, overflow_skip
+from .base import Prepared, RunOptions
+
+TAIL = 8   # steps at the end over which the final loss and its swing are measured
+
+
+class TrainingEngine:
+    name = "training"
+    working = "Running the broken training ..."
+    rerunning = "Re-running the same seeded training with your fix ..."
+
+    def parse_settings(self, pairs: Sequence[str]) -> dict[str, Any]:
+        return parse_assignments(pairs)
+
+    def prepare(self, scenario, seed: int, cause_id: str | None, fix_ids: Sequence[str] = (),
+                sets: Mapping[str, Any] | None = None) -> Prepared:
+        """The config and the callback factories for a cause with fixes and settings."""
+        cause = scenario.cause(cause_id) if cause_id else None
+        fixes = [scenario.fix(fix_id) for fix_id in fix_ids]
+        overrides: dict[str, Any] = {**scenario.base, "seed": seed}
+        factories = list(cause.fault.callbacks) if cause else []
+        if cause:
+            overrides.update(cause.fault.config)
+        for fix in fixes:
+            overrides.update(fix.config)
+            for key, factor in fix.scale.items():
+                current = overrides.get(key, getattr(TrainConfig(), key))
+                overrides[key] = current * factor
+            factories = [f for f in factories if f not in fix.repairs]
+            factories.extend(fix.callbacks)
+        overrides.update(sets or {})
+        config = with_overrides(TrainConfig(), overrides)
+        return Prepared(scenario, self, seed, cause_id, tuple(fix_ids), dict(sets or {}),
+                        config, tuple(factories))
+
+    def config_key(self, prepared: Prepared) -> str:
+        return json.dumps(prepared.config.to_dict(), sort_keys=True)
+
+    def execute(self, prepared: Prepared, out_dir: Path | None = None,
+                options: RunOptions = RunOptions()) -> RunResult:
+        """Train; never raises for a training failure (out of memory, non-finite values):
+        those are the result. Ctrl-C propagates after the partial files are closed."""
+        import torch
+
+        from ..console import LiveTable
+        from ..device import SimulatedOutOfMemory
+        from ..loop import train
+        from ..telemetry import Recorder
+
+        torch.set_num_threads(1)   # tiny ops: one thread is faster, and results do not vary
+        config = prepared.config
+        out = Path(out_dir) if out_dir else None
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            write_atomic(out / "config.json", json.dumps(
+                {**prepared.header(), "config": config.to_dict()}, indent=2) + "\n")
+        recorder = Recorder(prepared.header(), out)
+        callbacks = [factory() for factory in prepared.callbacks]
+        extra = [LiveTable(config.steps)] if options.live else []
+        run = None
+        try:
+            run = train(config, [recorder, *callbacks, *extra],
+                        track_memory=bool(options.track_memory))
+        except SimulatedOutOfMemory:
+            pass                      # recorded by the Recorder: status "oom" and the message
+        except Exception as error:    # a fault may crash the loop; that is a result too
+            recorder.end = {**getattr(recorder, "end", {}), "status": "error", "error": str(error)}
+        result = RunResult(prepared, recorder.end["status"], recorder.end.get("error"),
+                           recorder.records, recorder.end, {}, out_dir=out)
+        if run is not None and prepared.scenario.generates_text and result.status == "completed":
+            from ..decoding import sample_and_measure
+            result.samples, text_metrics = sample_and_measure(run, callbacks)
+            result.summary.update(text_metrics)
+        result.summary = {**summarize(result), **result.summary}
+        if out:
+            write_json(out / "summary.json", result.summary)
+        return result
+
+    def summary_lines(self, result: RunResult) -> list[str]:
+        s, config = result.summary, result.config
+        lines = [f"status: {result.status}" + (f" — {result.error}" if result.error else ""),
+                 f"steps: {s['steps_completed']}/{config.steps}   "
+                 f"final loss: {_num(s['final_loss'])}   held-out loss: {_num(s['eval_loss'])}",
+                 f"non-finite steps: {s['nonfinite_steps']}"
+                 + (f" (first at step {s['first_nonfinite_step']})" if s["nonfinite_steps"]
+                    else "")]
+        if result.end.get("peak_mib") is not None:
+            lines.append(f"peak simulated memory: {s['peak_memory_mb']:.2f} MiB"
+                         + (f" of {config.memory_budget_mib:g} MiB"
+                            if config.memory_budget_mib else ""))
+        for key, label in (("repeat_rate", "repeated 3-grams"), ("longest_loop", "longest loop"),
+                           ("valid_rate", "grammatical transitions"),
+                           ("distinct_2", "distinct-2")):
+            if key in s:
+                lines.append(f"{label}: {_num(s[key])}")
+        return lines
+
+    def write_plots(self, result: RunResult, out_dir: Path) -> list[Path]:
+        from ..plots import write_run_plots
+        return write_run_plots(result, out_dir)
+
+    def evidence_plot(self, before: RunResult, after: RunResult, plot_dir: Path) -> Path:
+        from ..plots import compare
+        return compare(before, after, "loss", Path(plot_dir) / "before_after_loss.png")
+
+    def verdict_notes(self, verdict) -> list[str]:
+        return []
+
+
+def summarize(result: RunResult) -> dict:
+    """The scalars a criterion judges: final loss, swing, non-finite steps, memory, ..."""
+    records, config = result.records, result.config
+    losses = [r["loss"] for r in records]
+    tail = losses[-TAIL:]
+    finite_tail = all(v is not None for v in tail) and bool(tail)
+    nonfinite = [r for r in records if r["nonfinite"] and not overflow_skip(r, config)]
+    suppressed = [r for r in nonfinite if not r["updated"]]
+    evals = [r["eval_loss"] for r in records if r.get("eval_loss") is not None]
+    oom = None
+    if result.status == "oom":
+        oom = {"step": len(records), "message": result.error}
+    return {
+        "status": result.status,
+        "steps_completed": len(records),
+        "final_loss": statistics.fmean(tail) if finite_tail else float("nan"),
+        "loss_swing": statistics.pstdev(tail) if finite_tail and len(tail) > 1 else float("nan"),
+        "eval_loss": evals[-1] if evals and result.status == "completed" else float("nan"),
+        "nonfinite_steps": len(nonfinite),
+        "first_nonfinite_step": nonfinite[0]["step"] if nonfinite else None,
+        "suppressed_steps": len(suppressed),
+        "peak_memory_mb": result.end.get("peak_mib") or 0.0,
+        "sequences_seen": len(records) * config.batch_size * config.grad_accum_steps,
+        "oom": oom,
+    }
+
+
+def _num(value, digits: int = 3) -> str:
+    if value is None or value != value:
+        return "nan"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+ENGINE = TrainingEngine()
