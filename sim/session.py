@@ -43,6 +43,8 @@ def run_probe(line: str, result: RunResult, plot_dir: Path) -> str:
     if name == "help":
         return help_text(scenario)
     probe = probes.find(name, scenario)
+    if probe is None and any(name == p.NAME for p in probes.all_probes()):
+        return f"'{name}' is not available in this scenario; 'help' lists the probes that are"
     if probe is None:
         return (f"unknown probe '{name}'{did_you_mean(name, probe_words(scenario))}; "
                 "type 'help'")

@@ -144,3 +144,13 @@ def test_a_signal_row_with_a_measure_is_recorded(monkeypatch):
     result = app.simulate("bad_lr", 0, settings={"steps": 6})
     runs.clear_cache()
     assert [r["doubled_step"] for r in result.records] == [0, 2, 4, 6, 8, 10]
+
+
+def test_every_package_folder_is_installed():
+    """A non-editable install ships only the packages pyproject.toml lists."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    folders = {".".join(("debugsim", *p.parent.relative_to(ROOT).parts))
+               for folder in PACKAGE_DIRS for p in (ROOT / folder).rglob("__init__.py")}
+    assert folders <= listed, f"not in pyproject.toml: {sorted(folders - listed)}"
