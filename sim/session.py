@@ -5,6 +5,7 @@ Probes never raise for a learner's typo: they return a one-line message instead.
 from __future__ import annotations
 
 import shlex
+import textwrap
 from pathlib import Path
 
 from . import probes
@@ -18,7 +19,9 @@ def help_text(scenario: Scenario) -> str:
     available = probes.for_scenario(scenario)
     width = max([len(p.USAGE) for p in available] + [len("help")]) + 2
     lines = ["probes (type one per line; empty line or 'done' to move on):"]
-    lines += [f"  {p.USAGE:<{width}}{p.HELP}" for p in available]
+    for probe in available:
+        lines += textwrap.wrap(f"{probe.USAGE:<{width}}{probe.HELP}", 96, initial_indent="  ",
+                               subsequent_indent=" " * (width + 2))
     lines.append(f"  {'help':<{width}}this list")
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ Each probe is one module in this package declaring
     USAGE     its arguments, e.g. "grads STEP"
     HELP      one line for the help list
     ENGINES   the engines whose runs it can read, e.g. ("training",)
+    ORDER     optional: its place in the help list (lower first; default 100)
     run(result, args, plot_dir) -> str     the text a learner reads
     available(scenario) -> bool            optional: e.g. only scenarios that generate text
 
@@ -46,7 +47,8 @@ def all_probes() -> list[ModuleType]:
     if _probes is None:
         modules = [importlib.import_module(f".{info.name}", __name__)
                    for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
-        _probes = sorted((m for m in modules if hasattr(m, "NAME")), key=lambda m: m.NAME)
+        _probes = sorted((m for m in modules if hasattr(m, "NAME")),
+                         key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
         _check_unique(_probes)
     return _probes
 

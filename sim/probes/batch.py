@@ -156,6 +156,7 @@ NAME = "batch"
 USAGE = "batch STEP"
 HELP = "statistics of the batch the loop saw at a step"
 ENGINES = ("training",)
+ORDER = 40                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:

@@ -57,6 +57,7 @@ NAME = "grads"
 USAGE = "grads STEP"
 HELP = "per-layer gradient norms at a step"
 ENGINES = ("training",)
+ORDER = 30                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:

@@ -131,6 +131,7 @@ NAME = "lrfind"
 USAGE = "lrfind"
 HELP = "learning-rate range test on a fresh model"
 ENGINES = ("training",)
+ORDER = 60                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:

@@ -79,6 +79,7 @@ NAME = "memory"
 USAGE = "memory"
 HELP = "simulated memory: peak by category, per-step use"
 ENGINES = ("training",)
+ORDER = 50                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:

@@ -8,6 +8,7 @@ ALIASES = ("memory",)
 USAGE = "plan"
 HELP = "the per-GPU memory breakdown of the plan (`debugsim memory --help` explores more)"
 ENGINES = ("planner",)
+ORDER = 10                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:

@@ -9,6 +9,7 @@ NAME = "plot"
 USAGE = "plot SIGNAL"
 HELP = f"plot one signal to a PNG ({', '.join(signals.names())})"
 ENGINES = ("training",)
+ORDER = 20                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:

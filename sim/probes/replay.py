@@ -385,6 +385,7 @@ NAME = "anomaly"
 USAGE = "anomaly"
 HELP = "re-run the first bad step under autograd anomaly detection"
 ENGINES = ("training",)
+ORDER = 70                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:

@@ -54,6 +54,7 @@ NAME = "samples"
 USAGE = "samples [k=v ...]"
 HELP = "generate text with decoding settings"
 ENGINES = ("training",)
+ORDER = 80                      # place in the help list
 
 
 def available(scenario) -> bool:

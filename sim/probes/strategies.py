@@ -8,6 +8,7 @@ NAME = "strategies"
 USAGE = "strategies [N]"
 HELP = "the N cheapest strategy combinations that fit the GPU, with their cost (default 5)"
 ENGINES = ("planner",)
+ORDER = 20                      # place in the help list
 
 
 def ranked(result: RunResult, count: int = 5) -> list[dict]:

@@ -111,6 +111,7 @@ NAME = "table"
 USAGE = "table [START [END]]"
 HELP = "the log table for a range of steps (negative counts from the end)"
 ENGINES = ("training",)
+ORDER = 10                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:
