@@ -112,11 +112,12 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, as_jso
     """Run a scenario non-interactively and write its artifacts."""
     with usage_errors():
         seed = app.pick_seed(seed)
-        prepared = (app.prepare(scenario_id, seed, cause, fixes, sets) if cause
+        prepared = (app.injected(scenario_id, seed, cause, fixes, sets) if cause
                     else app.incident(scenario_id, seed, fixes, sets))
     out = out or app.default_out(prepared)
     if not as_json:
-        click.echo(f"{prepared.scenario.id}: seed {seed} -> {out}/")
+        click.echo("\n".join([f"{prepared.scenario.id}: seed {seed} -> {out}/",
+                              *app.changes(prepared)]))
     with on_interrupt(f"partial metrics in {out}/metrics.jsonl"):
         result = app.run(prepared, out, live=not as_json, track_memory=track_memory or None)
     if as_json:
@@ -161,11 +162,26 @@ def play_command(scenario_id, seed, probe_lines, cause, fixes, sets, out) -> Non
     from .sim.play import play
     with usage_errors():
         incident = app.incident(scenario_id, app.pick_seed(seed))
-        app.prepare(incident.scenario, incident.seed, cause, fixes, sets)   # names, values
+        app.validate_answer(incident, cause, fixes, sets)
         out = out or app.default_out(incident)
         with on_interrupt(f"partial output in {out}/"):
             verdict = play(incident, out, click.echo, ask, probe_lines, cause, fixes, sets)
     sys.exit(0 if verdict.passed else 1)
+
+
+@cli.command("reveal")
+@click.argument("scenario_id")
+@click.option("--seed", type=click.IntRange(min=0), required=True)
+@click.option("--json", "as_json", is_flag=True)
+def reveal_command(scenario_id, seed, as_json) -> None:
+    """Show your incident's hidden cause (recorded: it counts as seen, not solved)."""
+    with usage_errors():
+        shown = app.reveal(scenario_id, seed)
+    if as_json:
+        return emit_json(shown)
+    click.echo(f"{shown['scenario']}, seed {seed}: {shown['title']} ({shown['cause']})\n")
+    click.echo(f"{shown['explanation']}\nThe tell: {shown['tell']}.")
+    click.echo(f"Resolved by: {', '.join(shown['resolved_by'])}\n\n{shown['debrief']}")
 
 
 @cli.group("dev")

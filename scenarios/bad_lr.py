@@ -1,5 +1,6 @@
 """bad_lr — the loss will not come down. Is the learning rate too high or too low?"""
-from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.config import FIXED_REASONS
+from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="bad_lr",
@@ -22,7 +23,8 @@ SCENARIO = Scenario(
                 "the gradient norm spiked by two orders of magnitude, ReLU-like units died, and the\n"
                 "model fell back to predicting word frequencies (loss ~2.48 = ln 12)."),
             tell="gradient-norm spike in the first steps, then a loss stuck at the unigram "
-                 "level; the LR range test's loss blows up well below this lr"),
+                 "level; the LR range test's loss blows up well below this lr",
+            changes=("Cleaned up the optimizer settings",)),
         Cause(
             id="lr_too_low",
             title="The learning rate is too low",
@@ -32,17 +34,27 @@ SCENARIO = Scenario(
                 "ratio sat far below the usual ~1e-3, so in 60 steps the model barely left its\n"
                 "initial guess. Nothing is broken; it is just slow."),
             tell="smooth, slowly falling loss with no spikes; update/param ratio far below 1e-3; "
-                 "the LR range test suggests a much larger lr"),
+                 "the LR range test suggests a much larger lr",
+            changes=("Cleaned up the optimizer settings",)),
     ),
     fixes=(
         Fix("lr_down_10x", "Divide the learning rate by 10", scale={"lr": 0.1}),
         Fix("lr_up_10x", "Multiply the learning rate by 10", scale={"lr": 10.0}),
         Fix("longer_warmup", "Warm up over 20 steps instead of 5", config={"warmup_steps": 20}),
         Fix("clip_grad", "Clip the global gradient norm at 1.0", config={"grad_clip": 1.0}),
-        Fix("train_longer", "Train twice as long (120 steps)", config={"steps": 120}),
+        Fix("train_longer", "Train twice as long (120 steps)", config={"steps": 120},
+            cost="it doubles the compute budget instead of fixing the step size"),
     ),
     criterion=Criterion(max_final_loss=1.6, max_loss_swing=0.1),
     resolves={"lr_too_high": ("lr_down_10x",), "lr_too_low": ("lr_up_10x",)},
+    recipe=("lr", "warmup_steps", "schedule", "grad_clip", "optimizer", "momentum",
+            "weight_decay", "batch_size", "grad_accum_steps"),
+    fixed=FIXED_REASONS,
+    decoys=(
+        Change("Evaluate every 20 steps", {"eval_every": 20}),
+        Change("Refactored the data loader"),
+        Change("Refactored the training loop"),
+    ),
     interview_question="The training loss swings / won't decrease. How do you tune the "
                        "learning rate and batch size?",
     debrief=(

@@ -1,6 +1,7 @@
 """nan_loss — the loss went NaN. Which of four things did it?"""
 from ..sim.faults import UnsafeTokenMean
-from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.config import FIXED_REASONS
+from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="nan_loss",
@@ -25,7 +26,8 @@ SCENARIO = Scenario(
                 "norm grew by orders of magnitude each step until values overflowed to inf and\n"
                 "then NaN (inf - inf). The loss was finite for the first steps: it exploded."),
             tell="grad_norm and loss climb for several steps before the first NaN; "
-                 "update/param ratio far above 1e-2"),
+                 "update/param ratio far above 1e-2",
+            changes=("Tuned the learning rate to train faster",)),
         Cause(
             id="empty_label_division",
             title="The loss divides by the number of supervised tokens without a guard",
@@ -36,7 +38,9 @@ SCENARIO = Scenario(
                 "every response in that batch, so it had zero supervised tokens and the mean loss\n"
                 "was 0 / 0 = NaN. Only those steps are NaN; the ones around them are healthy."),
             tell="isolated NaN steps with a healthy loss around them; the batch at that step "
-                 "has zero supervised tokens"),
+                 "has zero supervised tokens",
+            changes=("Group batches by length to cut padding",
+                     "Refactored the loss computation")),
         Cause(
             id="fully_masked_row",
             title="Some attention rows mask every key, so softmax sees only -inf",
@@ -49,7 +53,8 @@ SCENARIO = Scenario(
                 "with -inf, softmax over an all -inf row is 0/0 = NaN, and the NaN spreads through\n"
                 "the value mixing of the next layer. It happens on the first forward pass."),
             tell="NaN from step 0 with no growth before it; anomaly detection points at softmax; "
-                 "the batch shows left padding"),
+                 "the batch shows left padding",
+            changes=("Use the generation collator for training too",)),
     ),
     fixes=(
         Fix("lower_lr", "Lower the learning rate to 0.1", config={"lr": 0.1}),
@@ -69,6 +74,16 @@ SCENARIO = Scenario(
         "fully_masked_row": ("finite_mask", "right_padding"),
     },
     masks={"empty_label_division": ("skip_nonfinite",)},
+    recipe=("lr", "momentum", "weight_decay", "optimizer", "grad_clip", "warmup_steps",
+            "schedule", "batch_size", "grad_accum_steps", "padding_side", "length_grouped",
+            "skip_nonfinite", "precision", "loss_scale"),
+    fixed=FIXED_REASONS,
+    decoys=(
+        Change("Evaluate every 10 steps", {"eval_every": 10}),
+        Change("Refactored the loss computation"),
+        Change("Refactored the attention masking"),
+        Change("Refactored the learning-rate scheduler"),
+    ),
     interview_question="Your training loss went NaN. What do you check, in what order?",
     debrief=(
         "Interview answer, in order of how cheap each check is:\n"

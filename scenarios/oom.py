@@ -1,6 +1,7 @@
 """oom — CUDA out of memory. An oversized batch, a leak, or an evaluation that keeps a graph?"""
 from ..sim.faults import GradEnabledEval, MetricHistoryLeak
-from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.config import FIXED_REASONS
+from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="oom",
@@ -26,7 +27,8 @@ SCENARIO = Scenario(
                 "at once needs about 8.5 MiB at the end of the forward pass, twice the device.\n"
                 "It fails on the very first step, always at the same place."),
             tell="out of memory at step 0 during the forward pass; activations dominate the "
-                 "breakdown; memory is flat, not climbing"),
+                 "breakdown; memory is flat, not climbing",
+            changes=("Simplified the batching: one batch per optimizer step",)),
         Cause(
             id="kept_graph",
             title="A logged metric keeps its autograd graph alive across steps",
@@ -37,7 +39,8 @@ SCENARIO = Scenario(
                 "softmax it came from saved its output for a backward pass that never happens.\n"
                 "Every micro-batch adds one more, so memory climbs step by step until it runs out."),
             tell="memory in use at the end of each step climbs steadily; the out-of-memory "
-                 "comes after a dozen healthy steps"),
+                 "comes after a dozen healthy steps",
+            changes=("Log a confidence metric every micro-batch",)),
         Cause(
             id="eval_with_grad",
             title="Evaluation runs with autograd enabled",
@@ -48,7 +51,8 @@ SCENARIO = Scenario(
                 "backward pass that never comes, on a batch four times the training micro-batch.\n"
                 "Training steps fit; the first evaluation does not."),
             tell="training steps are flat and well under budget; the crash is at the first "
-                 "evaluation step (step 9)"),
+                 "evaluation step",
+            changes=("Refactored the evaluation loop",)),
     ),
     fixes=(
         Fix("micro_batch", "Micro-batches of 16 with 4 accumulation steps (same 64 per step)",
@@ -68,6 +72,16 @@ SCENARIO = Scenario(
     criterion=Criterion(max_eval_loss=2.62, min_sequences_seen=64 * 30),
     resolves={"batch_too_large": ("micro_batch",), "kept_graph": ("detach_metric",),
               "eval_with_grad": ("eval_no_grad",)},
+    harms=("smaller_batch",),
+    recipe=("batch_size", "grad_accum_steps", "activation_checkpointing", "precision",
+            "loss_scale", "lr", "grad_clip", "warmup_steps", "schedule", "weight_decay"),
+    fixed=FIXED_REASONS,
+    decoys=(
+        Change("Added a 2-step learning-rate warmup", {"warmup_steps": 2}),
+        Change("Refactored the evaluation loop"),
+        Change("Log a confidence metric every micro-batch"),
+        Change("Refactored the training step"),
+    ),
     interview_question="The model doesn't fit in GPU memory. What are your options, and what "
                        "does each cost?",
     debrief=(

@@ -1,5 +1,5 @@
 """oom_13b — fine-tune Llama-2-13B on one 40 GB GPU. Graded by the memory planner."""
-from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="oom_13b",
@@ -27,7 +27,8 @@ SCENARIO = Scenario(
                 "help (activations are ~1 GB), ZeRO needs more GPUs to shard over, offload still leaves\n"
                 "52 GB of bf16 weights and gradients on the GPU, and 8-bit Adam only trims the moments."),
             tell="the breakdown is dominated by optimizer states (104 GB) and master weights "
-                 "(52 GB); activations are a rounding error"),
+                 "(52 GB); activations are a rounding error",
+            changes=("Switched the training method in the job config",)),
         Cause(
             id="activations",
             title="Activations: a long sequence and a big micro-batch with checkpointing off",
@@ -40,7 +41,9 @@ SCENARIO = Scenario(
                 "only each layer's input and recomputes the rest in the backward pass (~1/3 more\n"
                 "compute). Quantising the weights (QLoRA) does nothing for activations."),
             tell="activations dominate the breakdown and scale with batch x seq; model states are "
-                 "under a third of the card"),
+                 "under a third of the card",
+            changes=("Moved to the long-context data (4096 tokens)",
+                     "Switched the training method in the job config")),
     ),
     fixes=(
         Fix("lora", "Train LoRA adapters (r=16 on q,v) on a frozen bf16 base", config={"method": "lora"}),
@@ -54,6 +57,18 @@ SCENARIO = Scenario(
     ),
     criterion=Criterion(require_finite=False),
     resolves={"model_states": ("lora", "qlora"), "activations": ("checkpointing",)},
+    recipe=("method", "checkpointing", "batch", "flash", "zero", "offload", "optimizer",
+            "lora_rank", "lora_targets", "double_quant", "master_weights"),
+    fixed={"model": "the model is the job: fine-tune Llama-2-13B",
+           "gpu": "the hardware is part of the problem: one 40 GB GPU",
+           "gpus": "the job has one GPU",
+           "seq": "the sequence length is the data: it is part of the problem",
+           "precision": "the job trains in bf16", "inference": "the job is training"},
+    decoys=(
+        Change("Lowered the LoRA rank to 8", {"lora_rank": 8}),
+        Change("Switched the training method in the job config"),
+        Change("Updated the data pipeline"),
+    ),
     interview_question="A 13B model does not fit on your GPU for fine-tuning. What are your "
                        "options, and how much does each save?",
     debrief=(

@@ -1,6 +1,7 @@
 """repetitive_decoding — generated text loops. Decoding settings, the model, or the KV cache?"""
 from ..sim.faults import StaleKVCache
-from ..sim.scenario import Cause, Criterion, Fault, Fix, Scenario
+from ..sim.config import FIXED_REASONS
+from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 
 SCENARIO = Scenario(
     id="repetitive_decoding",
@@ -36,7 +37,8 @@ SCENARIO = Scenario(
                 "high-probability loop. Sampling (temperature, top-p), a repetition penalty, or\n"
                 "n-gram blocking breaks it."),
             tell="low loss and grammatical loops (every transition valid); sampled text is "
-                 "varied and just as grammatical; KV cache on or off makes no difference"),
+                 "varied and just as grammatical; KV cache on or off makes no difference",
+            changes=("Cleaned up the generation config",)),
         Cause(
             id="undertrained",
             title="The model is undertrained: training stopped far too early",
@@ -51,7 +53,8 @@ SCENARIO = Scenario(
                 "but not the ignorance: the text turns into ungrammatical noise. No decoding\n"
                 "setting helps; only training does."),
             tell="loss curve ends far above the floor; sampled or n-gram-blocked text breaks the "
-                 "grammar; many prompts end in the same short loop"),
+                 "grammar; many prompts end in the same short loop",
+            changes=("Exported the model checkpoint for the release",)),
         Cause(
             id="stale_kv_cache",
             title="Decoding bug: the KV cache never stores the generated tokens",
@@ -65,7 +68,8 @@ SCENARIO = Scenario(
                 "Training was healthy; re-reading the whole prefix each step (no cache) gives\n"
                 "fluent text, and that mismatch is the standard test for a cache bug."),
             tell="low loss, yet greedy text with kv_cache=false differs from text with the "
-                 "cache, and only the cached text loops; sampled text is ungrammatical"),
+                 "cache, and only the cached text loops; sampled text is ungrammatical",
+            changes=("Refactored the decoding loop",)),
     ),
     fixes=(
         Fix("sample", "Sample instead of greedy, temperature 0.8",
@@ -79,7 +83,9 @@ SCENARIO = Scenario(
         Fix("lower_temperature", "Lower the temperature to 0.5", config={"temperature": 0.5}),
         Fix("train_longer", "Train for the full 150-step schedule", config={"steps": 150}),
         Fix("no_kv_cache", "Decode without the KV cache (re-read the prefix every step)",
-            config={"kv_cache": False}),
+            config={"kv_cache": False},
+            cost="without the cache every token re-reads the whole prefix: decoding cost grows "
+                 "with the square of the length, and the cache bug is still there"),
         Fix("store_kv", "Keep each step's keys and values in the cache",
             repairs=(StaleKVCache,)),
     ),
@@ -94,6 +100,16 @@ SCENARIO = Scenario(
         "stale_kv_cache": ("no_kv_cache", "store_kv"),
     },
     generates_text=True,
+    recipe=("decode", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram",
+            "kv_cache", "steps", "lr", "warmup_steps", "schedule"),
+    fixed={**FIXED_REASONS, "steps": "the step budget is set by the release schedule: use the "
+                                     "named fix to restore it"},
+    decoys=(
+        Change("Evaluate every 50 steps", {"eval_every": 50}),
+        Change("Refactored the decoding loop"),
+        Change("Exported the model checkpoint for the release"),
+        Change("Cleaned up the generation config"),
+    ),
     interview_question="Your model's generations repeat themselves or make no sense. "
                        "What do you check?",
     debrief=(

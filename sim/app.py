@@ -1,7 +1,7 @@
 """The app layer: what the CLI, a notebook, a quiz or a class grader calls.
 
     from debugsim.sim import app
-    incident = app.incident("nan_loss", seed=3)          # the hidden cause is drawn here
+    incident = app.incident("nan_loss", seed=3)          # drawn from the seed and your key
     app.simulate("nan_loss", 3, cause="lr_too_high", fixes=["lower_lr"]).series("loss")
     result = app.run(incident, "debugsim-runs/demo")    # artifacts, plots, summary.md
     verdict = app.check("nan_loss", 3, "lr_too_high", fixes=["lower_lr"])
@@ -17,7 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from . import engines, registry, runs
+from . import engines, home, incidents, registry, runs
 from .config import ConfigError
 from .engines.base import Prepared, RunOptions
 from .result import RunResult
@@ -35,7 +35,7 @@ def user_errors() -> Iterator[None]:
     """Turn the engine's and the catalogue's one-line errors into UsageError."""
     try:
         yield
-    except (ConfigError, LookupError) as error:
+    except (ConfigError, LookupError, home.HomeError) as error:
         raise UsageError(error.args[0] if error.args else str(error)) from None
 
 
@@ -67,30 +67,102 @@ def pick_seed(seed: int | None) -> int:
     return seed if seed is not None else secrets.randbelow(10_000)
 
 
-def prepare(scenario_or_id, seed: int, cause: str | None = None, fixes: Sequence[str] = (),
-            settings=None) -> Prepared:
-    """A validated run of `cause` (None: the healthy base) with fixes and settings."""
-    spec = scenario(scenario_or_id)
+def _build(incident: incidents.Incident, fixes: Sequence[str], settings) -> Prepared:
+    spec = incident.scenario
     sets = parse_settings(spec, settings)
     with user_errors():
-        if cause is not None:
-            cause = spec.cause(cause).id
         fix_ids = [spec.fix(fix).id for fix in fixes]
-        return engine_of(spec).prepare(spec, seed, cause, fix_ids, sets)
+        return engine_of(spec).prepare(incident, fix_ids, sets)
 
 
-def incident(scenario_or_id, seed: int, fixes: Sequence[str] = (), settings=None) -> Prepared:
-    """The seed's incident: its hidden cause is drawn here, and only here."""
+def prepare(scenario_or_id, seed: int, cause: str | None = None, fixes: Sequence[str] = (),
+            settings=None) -> Prepared:
+    """`cause` (None: the healthy base) injected into the scenario's base as it is, with fixes
+    and settings: no decoys, the seed seeds the training (notebooks, tests, the catalogue)."""
     spec = scenario(scenario_or_id)
-    return prepare(spec, seed, spec.draw_cause(seed).id, fixes, settings)
+    with user_errors():
+        cause = spec.cause(cause).id if cause is not None else None
+    return _build(incidents.bare(spec, seed, cause), fixes, settings)
+
+
+def incident(scenario_or_id, seed: int, fixes: Sequence[str] = (), settings=None,
+             key: str | None = None) -> Prepared:
+    """The incident a learner gets for this seed: drawn from the seed and their key (the home's
+    key unless `key` is given, e.g. a class key). The hidden cause is drawn here, and only here."""
+    spec = scenario(scenario_or_id)
+    with user_errors():
+        key = key or home.user_key()
+    return _build(incidents.draw(spec, check_seed(seed), key), fixes, settings)
+
+
+def injected(scenario_or_id, seed: int, cause: str, fixes: Sequence[str] = (), settings=None,
+             key: str | None = None) -> Prepared:
+    """`cause` injected into an incident of this seed (instructors). Without a key it is a
+    fresh incident from the public key, never a learner's."""
+    spec = scenario(scenario_or_id)
+    with user_errors():
+        cause = spec.cause(cause).id
+    drawn = incidents.draw(spec, check_seed(seed), key or incidents.PUBLIC_KEY, cause)
+    return _build(drawn, fixes, settings)
+
+
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed {seed}: must be between 0 and {MAX_SEED}")
+    return seed
 
 
 def with_fixes(prepared: Prepared, fixes: Sequence[str] = (), settings=None) -> Prepared:
-    """The same incident with the learner's fixes and settings (validated now, before any run)."""
-    sets = parse_settings(prepared.scenario, settings)
+    """The same incident with the learner's fixes and settings, checked against the scenario's
+    envelope and for fixes that contradict each other (all before any run)."""
+    spec = prepared.scenario
+    sets = parse_settings(spec, settings)
     with user_errors():
-        fix_ids = [prepared.scenario.fix(fix).id for fix in fixes]
+        fix_ids = [spec.fix(fix).id for fix in fixes]
+        for key in sets:
+            spec.check_setting(key)
+        _check_conflicts(spec, fix_ids)
         return prepared.with_fixes(fix_ids, sets)
+
+
+def _check_conflicts(spec: Scenario, fix_ids: Sequence[str]) -> None:
+    seen: dict[str, tuple[str, Any]] = {}
+    for fix_id in fix_ids:
+        for key, value in spec.fix(fix_id).config.items():
+            if key in seen and seen[key][1] != value:
+                raise UsageError(f"fixes '{seen[key][0]}' and '{fix_id}' both set {key} "
+                                 "differently: choose one")
+            seen[key] = (fix_id, value)
+
+
+def validate_answer(incident: Prepared, cause: str | None, fixes: Sequence[str] = (),
+                    settings=None) -> None:
+    """UsageError now, before the broken run, if an answer given up front cannot be graded."""
+    with user_errors():
+        if cause is not None:
+            incident.scenario.cause(cause)
+    if fixes or settings:
+        with_fixes(incident, fixes, settings)
+
+
+def changes(prepared: Prepared) -> list[str]:
+    """'What changed since the last good run': the settings that differ from last week's
+    healthy run, and the change log (the real change beside the decoys)."""
+    incident = prepared.incident
+    if not incident.changes_shown:
+        return []
+    engine = prepared.engine
+    before = engine.settings_of(engine.prepare(incidents.bare(incident.scenario,
+                                                              incident.train_seed)))
+    now = engine.settings_of(engine.prepare(incident))
+    lines = ["Changes since the last good run:", "  settings:"]
+    lines += [f"    {key}: {before.get(key)!s} -> {value!s}" for key, value in sorted(now.items())
+              if key != "seed" and before.get(key) != value] or ["    (none)"]
+    lines += ["  change log:", *(f"    - {line}" for line in incident.change_log())]
+    return lines
 
 
 def default_out(prepared: Prepared) -> Path:
@@ -117,10 +189,13 @@ def run(prepared: Prepared, out: Path | None = None, live: bool = False,
         track_memory: bool | None = None) -> RunResult:
     """Run and write every artifact: metrics, config, summary, plots and summary.md."""
     from .report import write_summary_md
+    from .files import write_atomic
     out = Path(out) if out else default_out(prepared)
     result = execute(prepared, out, live, track_memory)
     plots = prepared.engine.write_plots(result, out)
     write_summary_md(result, out / "summary.md", plots)
+    if prepared.incident.changes_shown:
+        write_atomic(out / "changes.md", "\n".join(changes(prepared)) + "\n")
     return result
 
 
@@ -137,6 +212,29 @@ def grade(incident: Prepared, named_cause: str | None, fixes: Sequence[str] = ()
 
 
 def check(scenario_or_id, seed: int, named_cause: str, fixes: Sequence[str] = (),
-          settings=None):
-    """Grade an answer for the seed's incident (validated before anything runs)."""
-    return grade(incident(scenario_or_id, seed), named_cause, fixes, settings)
+          settings=None, key: str | None = None):
+    """Grade an answer for the seed's incident (validated before anything runs); the attempt
+    is recorded in the debugsim home."""
+    verdict = grade(incident(scenario_or_id, seed, key=key), named_cause, fixes, settings)
+    record_attempt(verdict)
+    return verdict
+
+
+def record_attempt(verdict) -> None:
+    with user_errors():
+        home.record_event("attempt", scenario=verdict.scenario_id, seed=verdict.seed,
+                          cause_correct=verdict.cause_correct, fix_verdict=verdict.fix_verdict,
+                          passed=verdict.passed)
+
+
+def reveal(scenario_or_id, seed: int, key: str | None = None) -> dict:
+    """The seed's hidden cause, with its explanation and tell: an explicit act, recorded, so
+    that progress and quizzes count it as seen, not solved."""
+    prepared = incident(scenario_or_id, seed, key=key)
+    spec, cause = prepared.scenario, prepared.scenario.cause(prepared.cause_id)
+    with user_errors():
+        home.record_event("reveal", scenario=spec.id, seed=seed)
+    return {"scenario": spec.id, "seed": seed, "cause": cause.id, "title": cause.title,
+            "explanation": cause.explanation, "tell": cause.tell,
+            "resolved_by": list(spec.resolves.get(cause.id, ())),
+            "interview_question": spec.interview_question, "debrief": spec.debrief}

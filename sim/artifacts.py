@@ -8,6 +8,7 @@ from pathlib import Path
 from . import engines, registry
 from .config import TrainConfig
 from .engines.base import Prepared
+from .incidents import Incident
 from .result import RunResult
 
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -24,7 +25,8 @@ def load_run(out_dir) -> RunResult:
     summary = json.loads((out / "summary.json").read_text())
     scenario = registry.get(header["scenario"])
     config = TrainConfig(**{k: v for k, v in header["config"].items() if k in _FIELDS})
-    prepared = Prepared(scenario, engines.get(scenario.engine), header["seed"], None,
-                        tuple(header["fixes"]), header["sets"], config, complete=False)
+    incident = Incident(scenario, header["seed"], None, config.seed, changes_shown=False)
+    prepared = Prepared(incident, engines.get(scenario.engine), tuple(header["fixes"]),
+                        header["sets"], config, complete=False)
     return RunResult(prepared, summary["status"], end.get("error"), records, end, summary,
                      out_dir=out)

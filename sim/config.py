@@ -68,10 +68,35 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def recipe_dict(self) -> dict[str, Any]:
+        """The settings a config file holds: without the fields that stand for how the code
+        is written (those show up as code, never in a run's config)."""
+        return {k: v for k, v in self.to_dict().items() if k not in IMPLEMENTATION_FIELDS}
+
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.grad_accum_steps * self.seq_len
 
+
+# Fields that model how the code is written (a code bug is injected by setting one), not
+# settings a user writes in a config file.
+IMPLEMENTATION_FIELDS = ("attn_mask_value",)
+
+# Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
+FIXED_REASONS: dict[str, str] = {
+    "model": "the model is part of the problem", "d_model": "the model is part of the problem",
+    "n_layer": "the model is part of the problem", "n_head": "the model is part of the problem",
+    "data": "the data is part of the problem", "vocab_size": "the data is part of the problem",
+    "seq_len": "the data is part of the problem",
+    "memory_budget_mib": "the device is part of the problem",
+    "device": "the hardware is part of the problem",
+    "steps": "the step budget is part of the problem",
+    "eval_every": "it changes the measurement, not the training",
+    "eval_batch_size": "it changes the measurement, not the training",
+    "gen_tokens": "it changes the measurement (how much text is judged), not the model",
+    "seed": "the seed is the incident itself",
+    "attn_mask_value": "it is how the code is written, not a setting: use the named fix",
+}
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model": ("transformer", "mlp"),

@@ -1,84 +1,131 @@
-"""`debugsim play`: story → live log → artifacts → probes → cause → fix → re-run verdict → debrief.
+"""`debugsim play`: story → changes → live log → probes → cause → fix → re-run verdict → debrief.
 
 The conversation is injected (`say`, `ask`), so the same play runs in a terminal, under test,
 or inside another tool. Every prompt can be answered up front instead (probe lines, cause,
-fixes, settings). Input ends politely: at EOF the probe loop ends, and a missing answer is a
-usage error.
+fixes, settings): then there is one attempt. Interactively, a typo asks again, Ctrl-C at the
+probe prompt asks before quitting, and an answer that does not pass may be tried again (each
+attempt is recorded). The debrief names the cause: after a pass, or when the learner stops
+trying — then it is recorded as a reveal, seen but not solved.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import app
+from . import app, home
 from .engines.base import Prepared
 from .session import parse_cause_answer, parse_fix_answer, run_probe
 
 Say = Callable[[str], None]
-Ask = Callable[[str], "str | None"]          # None: the input ended
+Ask = Callable[[str], "str | None"]          # None: the input ended; may raise KeyboardInterrupt
 
 
 def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequence[str] = (),
          cause_answer: str | None = None, fix_ids: Sequence[str] = (), settings=None):
-    """Play one incident to its verdict; returns the Verdict."""
-    from .report import verdict_lines
+    """Play one incident to its final verdict; returns it."""
     scenario, engine = incident.scenario, incident.engine
     sets = app.parse_settings(scenario, settings)
+    interactive = cause_answer is None and not probe_lines
     say(f"=== {scenario.title} ({scenario.id}, seed {incident.seed}) ===\n")
     say(scenario.story + "\n")
+    say("\n".join(app.changes(incident)) + "\n")
     say(engine.working)
     before = app.run(incident, out, live=True)
     say("\n".join(engine.summary_lines(before)))
     say(f"\nArtifacts: {out}/  ({', '.join(sorted(p.name for p in out.iterdir()))})\n")
-
-    # --- investigate ---
     plot_dir = out / "plots"
-    if probe_lines:
-        for line in probe_lines:
-            say(f"probe> {line}\n{run_probe(line, before, plot_dir)}")
-    elif cause_answer is None:
-        say("Investigate with probes; 'help' lists them, an empty line moves on.")
-        while True:
+    for line in probe_lines:
+        say(f"probe> {line}\n{run_probe(line, before, plot_dir)}")
+    while True:
+        if interactive:
+            _investigate(before, plot_dir, say, ask)
+        named = cause_answer or _ask_cause(scenario, say, ask)
+        chosen = (list(fix_ids), sets) if (fix_ids or sets) else _ask_fix(incident, say, ask)
+        verdict = _grade(incident, named, chosen, before, out, say)
+        if verdict.passed or not interactive or not _yes(ask("Try again? [y/N]>")):
+            break
+    _debrief(incident, verdict, say)
+    return verdict
+
+
+def _investigate(before, plot_dir: Path, say: Say, ask: Ask) -> None:
+    say("Investigate with probes; 'help' lists them, an empty line moves on.")
+    while True:
+        try:
             line = ask("probe>")
-            if line is None or line.strip().lower() in ("", "done", "q", "quit"):
-                break
-            say(run_probe(line, before, plot_dir))
+        except KeyboardInterrupt:
+            say("")
+            if _yes(ask("Quit this incident? [y/N]>")):
+                raise
+            continue
+        if line is None or line.strip().lower() in ("", "done", "q", "quit"):
+            return
+        say(run_probe(line, before, plot_dir))
 
-    # --- diagnose ---
-    with app.user_errors():
-        if cause_answer is None:
-            say("\nWhat is the root cause?")
-            for index, option in enumerate(scenario.causes, 1):
-                say(f"  [{index}] {option.title}")
-            cause_answer = _required(ask("cause (number or id)>"))
-        named = parse_cause_answer(cause_answer, scenario)
 
-        # --- fix ---
-        if not fix_ids and not sets:
-            say("\nWhich fix? Pick letters/ids, and/or settings such as lr=1e-3 grad_clip=1")
-            for index, option in enumerate(scenario.fixes):
-                say(f"  [{chr(ord('a') + index)}] {option.title}")
-            fix_ids, sets = parse_fix_answer(_required(ask("fix>")), scenario, engine)
-        if not fix_ids and not sets:
-            raise LookupError("no fix chosen")
+def _ask_cause(scenario, say: Say, ask: Ask) -> str:
+    say("\nWhat is the root cause?")
+    for index, option in enumerate(scenario.causes, 1):
+        say(f"  [{index}] {option.title}")
+    while True:
+        answer = _required(ask("cause (number or id)>"))
+        try:
+            return parse_cause_answer(answer, scenario)
+        except LookupError as error:
+            say(f"  {error.args[0]}" if answer.strip() else "  (an answer, please)")
 
+
+def _ask_fix(incident: Prepared, say: Say, ask: Ask):
+    scenario = incident.scenario
+    say("\nWhich fix? Pick letters/ids, and/or settings such as lr=1e-3 grad_clip=1")
+    for index, option in enumerate(scenario.fixes):
+        say(f"  [{chr(ord('a') + index)}] {option.title}")
+    while True:
+        answer = _required(ask("fix>"))
+        try:
+            fixes, sets = parse_fix_answer(answer, scenario, incident.engine)
+            if fixes or sets:
+                app.with_fixes(incident, fixes, sets)        # the envelope, contradictions
+                return fixes, sets
+        except (LookupError, ValueError) as error:
+            say(f"  {error.args[0]}")
+            continue
+        say("  (a fix or a setting, please)")
+
+
+def _grade(incident: Prepared, named: str, chosen, before, out: Path, say: Say):
+    from .report import verdict_lines
+    engine = incident.engine
     say("\n" + engine.rerunning)
-    verdict = app.grade(incident, named, fix_ids, sets, before=before,
-                        after_dir=out / "rerun", live=True)
-    evidence = engine.evidence_plot(before, verdict.after, plot_dir)
+    verdict = app.grade(incident, named, *chosen, before=before, after_dir=out / "rerun",
+                        live=True)
+    app.record_attempt(verdict)
+    evidence = engine.evidence_plot(before, verdict.after, out / "plots")
     say("\n".join(verdict_lines(verdict)))
     for line in engine.verdict_notes(verdict):
         say(line)
     say(f"Evidence: {evidence}\n")
+    return verdict
+
+
+def _debrief(incident: Prepared, verdict, say: Say) -> None:
+    scenario = incident.scenario
+    if not verdict.passed:
+        with app.user_errors():
+            home.record_event("reveal", scenario=scenario.id, seed=incident.seed)
     cause = scenario.cause(incident.cause_id)
     say(f"Debrief — {scenario.interview_question}\n")
+    say(f"The cause: {cause.title}.")
     say(cause.explanation)
     say(f"The tell: {cause.tell}.\n")
     say(scenario.debrief)
-    return verdict
 
 
 def _required(answer: str | None) -> str:
     if answer is None:
-        raise LookupError("no answer given (input ended)")
+        raise app.UsageError("no answer given (input ended)")
     return answer
+
+
+def _yes(answer: str | None) -> bool:
+    return (answer or "").strip().lower() in ("y", "yes")

@@ -19,7 +19,7 @@ def check_lines(checks: list[Check]) -> list[str]:
 def verdict_lines(verdict) -> list[str]:
     fixes = ", ".join(verdict.fix_ids) or "(none)"
     sets = " ".join(f"{k}={v}" for k, v in verdict.sets.items())
-    lines = [f"Cause: you named '{verdict.named_cause}'; it was '{verdict.actual_cause}' — "
+    lines = [f"Cause: you named '{verdict.named_cause}' — "
              + ("correct." if verdict.cause_correct else "not correct."),
              f"Fix: {fixes}{' with ' + sets if sets else ''} -> {verdict.fix_verdict.upper()}",
              "Before (broken run):", *check_lines(verdict.before_checks),
@@ -27,6 +27,11 @@ def verdict_lines(verdict) -> list[str]:
     if verdict.fix_verdict == "masked":
         lines.append("Your fix hides the symptom: non-finite steps still happen, they are just "
                      "skipped. The bug is still there.")
+    if verdict.fix_verdict == "workaround":
+        lines += [f"A workaround, not a fix: {cost}" for cost in verdict.costs]
+    if verdict.unneeded:
+        lines.append(f"Unneeded changes (the re-run passes without them): "
+                     f"{', '.join(verdict.unneeded)}")
     lines.append("PASSED" if verdict.passed else "NOT PASSED")
     return lines
 

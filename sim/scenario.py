@@ -5,7 +5,6 @@ plain data (no torch), so listing and showing scenarios stays instant.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -23,12 +22,21 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One entry of "what changed since the last good run": a line of the change log, and the
+    settings it changed (none for a code change). Decoys are harmless changes of this kind."""
+    log: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Cause:
     id: str
     title: str              # how the menu names it, e.g. "Learning rate far too high"
     fault: Fault
     explanation: str        # what happened, told after grading
     tell: str               # the signal that gives it away
+    changes: tuple[str, ...] = ()   # its lines in the change log, worded like the decoys
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Fix:
     scale: Mapping[str, float] = field(default_factory=dict)  # multiply current values, e.g. lr x 0.1
     repairs: tuple[CallbackFactory, ...] = ()      # fault callbacks this fix removes (a code fix)
     callbacks: tuple[CallbackFactory, ...] = ()    # callbacks this fix adds
+    cost: str = ""          # a named cost: a run it makes healthy is a workaround, not a fix
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,13 @@ class Scenario:
     masks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # cause -> masking fixes
     generates_text: bool = False          # run ends with decoding and repetition metrics
     engine: str = "training"              # the module in sim/engines/ that runs it
+    # The envelope: what a learner may change to fix it (free-form settings), and what is fixed
+    # by the problem itself (hardware, model, data and step budget, the measurement), with why.
+    recipe: tuple[str, ...] = ()
+    fixed: Mapping[str, str] = field(default_factory=dict)
+    # Each incident shows 1-3 of these harmless changes beside the real one.
+    decoys: tuple[Change, ...] = ()
+    harms: tuple[str, ...] = ()           # fixes that break even a healthy run (a trap)
 
     def __post_init__(self) -> None:
         cause_ids = {c.id for c in self.causes}
@@ -159,16 +175,28 @@ class Scenario:
                 return fix
         raise LookupError(_unknown("fix", fix_id, [f.id for f in self.fixes], self.id))
 
-    def draw_cause(self, seed: int) -> Cause:
-        """The hidden cause for a seed: stable across runs and machines."""
-        return random.Random(f"{self.id}/{seed}").choice(self.causes)
-
-    def expected_verdict(self, cause_id: str, fix_id: str) -> str:
-        if fix_id in self.resolves.get(cause_id, ()):
-            return "resolved"
-        if fix_id in self.masks.get(cause_id, ()):
+    def expected_verdict(self, cause_id: str, fix_ids) -> str:
+        """The declared verdict for a set of fixes: a fix that harms any run spoils the set;
+        a resolving fix resolves (a workaround when every resolving fix in the set has a cost);
+        else a masking fix masks."""
+        fix_ids = [fix_ids] if isinstance(fix_ids, str) else list(fix_ids)
+        if any(f in self.harms for f in fix_ids):
+            return "not_resolved"
+        resolving = [f for f in fix_ids if f in self.resolves.get(cause_id, ())]
+        if resolving:
+            return "workaround" if all(self.fix(f).cost for f in resolving) else "resolved"
+        if any(f in self.masks.get(cause_id, ()) for f in fix_ids):
             return "masked"
         return "not_resolved"
+
+    def check_setting(self, key: str) -> None:
+        """LookupError (one line) when a free-form setting is outside the recipe envelope."""
+        if not self.recipe or key in self.recipe:
+            return
+        if key in self.fixed:
+            raise LookupError(f"'{key}' changes the problem, not the fix: {self.fixed[key]}")
+        raise LookupError(f"'{key}' is not part of {self.id}'s recipe; settings you may change: "
+                          f"{', '.join(self.recipe)}")
 
 
 def _unknown(kind: str, name: str, options: list[str], scenario_id: str) -> str:

@@ -1,28 +1,31 @@
 """`debugsim dev check`: prove the catalogue's declarations by re-running them.
 
-For every scenario and seed: the healthy base passes its criterion; every cause fails it;
-every (cause, fix) pair gets, from a real re-run, exactly the verdict the scenario declares
-(resolved, masked, or not_resolved for distractors). Runs go through the in-process cache, so
-a fix that leaves a cause's run unchanged costs nothing.
+For every scenario, seed and key: the healthy base passes its criterion; every cause fails it;
+every (cause, fix) pair, every resolving fix combined with each other fix, and the shotgun of
+all fixes at once get, from real re-runs, exactly the verdict the scenario declares. A combined
+answer that resolves must also be found to carry its extra fixes as unneeded. Runs go through
+the in-process cache, so a fix that leaves a cause's run unchanged costs nothing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
-from . import engines, runs
-from .grader import fix_verdict
+from . import engines, incidents, runs
+from .grader import grade, judge
 from .scenario import Scenario
 
 DEFAULT_SEEDS = (0, 1, 2)
+MATRIX_KEY = "debugsim-matrix"     # real incidents (decoys, training seed) the tests check
 
 
 @dataclass(frozen=True)
 class Finding:
     scenario: str
     seed: int
+    key: str | None
     cause: str | None
-    fix: str | None
+    fixes: tuple[str, ...]
     expected: str
     got: str
 
@@ -31,28 +34,65 @@ class Finding:
         return self.expected == self.got
 
     def line(self) -> str:
-        what = f"{self.scenario} seed={self.seed} cause={self.cause or '(healthy)'}" \
-               f" fix={self.fix or '(none)'}"
+        what = (f"{self.scenario} seed={self.seed} key={self.key or '(bare)'} "
+                f"cause={self.cause or '(healthy)'} fix={'+'.join(self.fixes) or '(none)'}")
         return f"[{'ok' if self.ok else 'MISMATCH'}] {what}: expected {self.expected}, got {self.got}"
 
 
-def verdict_of(scenario: Scenario, seed: int, cause: str | None, fix: str | None) -> str:
-    prepared = engines.get(scenario.engine).prepare(scenario, seed, cause, [fix] if fix else [])
-    result = runs.execute(prepared)
-    verdict = fix_verdict(scenario.criterion.judge(result.summary), result.summary)
-    if fix is None:
-        return "healthy" if verdict == "resolved" else "broken"
-    return verdict
+def combinations(scenario: Scenario, cause_id: str) -> list[tuple[str, ...]]:
+    """Each fix alone, each resolving fix with each other fix, and the shotgun (every fix
+    that does not contradict an earlier one)."""
+    ids = [f.id for f in scenario.fixes]
+    combos = [(f,) for f in ids]
+    for resolving in scenario.resolves.get(cause_id, ()):
+        combos += [(resolving, other) for other in ids
+                   if other != resolving and not _conflict(scenario, (resolving, other))]
+    shotgun: list[str] = []
+    for fix_id in ids:
+        if not _conflict(scenario, (*shotgun, fix_id)):
+            shotgun.append(fix_id)
+    combos.append(tuple(shotgun))
+    return list(dict.fromkeys(combos))
 
 
-def check_scenario(scenario: Scenario, seeds: Iterable[int] = DEFAULT_SEEDS):
-    """Yields one Finding per re-run, as it completes."""
-    for seed in seeds:
-        yield Finding(scenario.id, seed, None, None, "healthy", verdict_of(scenario, seed, None, None))
-        for cause in scenario.causes:
-            got = verdict_of(scenario, seed, cause.id, None)
-            yield Finding(scenario.id, seed, cause.id, None, "broken", got)
-            for fix in scenario.fixes:
-                expected = scenario.expected_verdict(cause.id, fix.id)
-                yield Finding(scenario.id, seed, cause.id, fix.id, expected,
-                              verdict_of(scenario, seed, cause.id, fix.id))
+def _conflict(scenario: Scenario, fix_ids: Sequence[str]) -> bool:
+    seen: dict = {}
+    for fix_id in fix_ids:
+        for key, value in scenario.fix(fix_id).config.items():
+            if seen.setdefault(key, value) != value:
+                return True
+    return False
+
+
+def _incident(scenario: Scenario, seed: int, key: str | None, cause_id: str | None):
+    if key is None:
+        return incidents.bare(scenario, seed, cause_id)
+    drawn = incidents.draw(scenario, seed, key, cause_id)
+    return drawn if cause_id else drawn.healthy()
+
+
+def check_scenario(scenario: Scenario, seeds: Iterable[int] = DEFAULT_SEEDS,
+                   keys: Sequence[str | None] = (MATRIX_KEY,)):
+    """Yields one Finding per declaration, as its re-runs complete."""
+    engine = engines.get(scenario.engine)
+    for key in keys:
+        for seed in seeds:
+            healthy = runs.execute(engine.prepare(_incident(scenario, seed, key, None)))
+            yield Finding(scenario.id, seed, key, None, (), "healthy",
+                          "healthy" if judge(healthy) == "resolved" else "broken")
+            for cause in scenario.causes:
+                broken = engine.prepare(_incident(scenario, seed, key, cause.id))
+                before = runs.execute(broken)
+                yield Finding(scenario.id, seed, key, cause.id, (), "broken",
+                              "healthy" if judge(before) == "resolved" else "broken")
+                for fixes in combinations(scenario, cause.id):
+                    yield _finding(scenario, seed, key, cause.id, fixes, broken, before)
+
+
+def _finding(scenario, seed, key, cause_id, fixes, broken, before) -> Finding:
+    expected = scenario.expected_verdict(cause_id, fixes)
+    verdict = grade(broken, cause_id, broken.with_fixes(fixes), before)
+    got = verdict.fix_verdict
+    if got in ("resolved", "workaround") and len(verdict.unneeded) != len(fixes) - 1:
+        got += f" (unneeded {verdict.unneeded or 'none'}, expected {len(fixes) - 1})"
+    return Finding(scenario.id, seed, key, cause_id, tuple(fixes), expected, got)

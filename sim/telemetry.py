@@ -68,7 +68,7 @@ class Recorder(Callback):
             self._metrics = JsonlFile(self.out_dir / "metrics.jsonl")
             self._timing = JsonlFile(self.out_dir / "timings.jsonl")
             self._metrics.write({"event": "header", "format_version": FORMAT_VERSION,
-                                 **self.header, "config": run.config.to_dict()})
+                                 **self.header, "config": run.config.recipe_dict()})
         self._t0 = time.perf_counter()
         index = {id(p): i for i, p in enumerate(run.model.parameters())}
         self._groups = {name: [index[id(p)] for p in params]

@@ -104,7 +104,7 @@ def test_every_probe_declares_itself_and_appears_in_the_help():
         for attribute in ("NAME", "USAGE", "HELP", "ENGINES", "run"):
             assert hasattr(probe, attribute), f"{probe.__name__} lacks {attribute}"
     for scenario in registry.all_scenarios():
-        text = session.help_text(scenario)
+        text = " ".join(session.help_text(scenario).split())          # unwrapped
         for probe in probes.for_scenario(scenario):
             assert probe.USAGE in text and probe.HELP in text
 

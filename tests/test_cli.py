@@ -80,8 +80,8 @@ def test_same_seed_gives_byte_identical_metrics(tmp_path):
 
 
 def _seed_with_cause(scenario_id, cause_id):
-    scenario = registry.get(scenario_id)
-    return next(s for s in range(100) if scenario.draw_cause(s).id == cause_id)
+    """A seed whose incident (under the tests' key) has this cause."""
+    return next(s for s in range(100) if app.incident(scenario_id, s).cause_id == cause_id)
 
 
 def test_check_exit_codes_follow_the_rerun():

@@ -176,6 +176,7 @@ import sys
 from debugsim.sim import engines, plots
 from debugsim.sim.config import TrainConfig
 from debugsim.sim.engines.base import Prepared
+from debugsim.sim.incidents import bare
 from debugsim.sim.result import RunResult
 from debugsim.sim.scenario import Criterion, Scenario
 rows = [{{"step": i, "loss": 2.0, "grad_norm": 1.0, "param_norm": 9.0, "update_ratio": 0.01,
@@ -185,7 +186,7 @@ rows = [{{"step": i, "loss": 2.0, "grad_norm": 1.0, "param_norm": 9.0, "update_r
 scenario = Scenario(id="synthetic", title="", difficulty="easy", tags=(), story="", base={{}},
                     causes=(), fixes=(), criterion=Criterion(), debrief="",
                     interview_question="", resolves={{}})
-prepared = Prepared(scenario, engines.get("training"), 0, None, config=TrainConfig())
+prepared = Prepared(bare(scenario, 0), engines.get("training"), config=TrainConfig())
 result = RunResult(prepared, "completed", None, rows,
                    {{"peak_mib": 2.0, "peak_breakdown_mib": {{}}}}, {{}})
 plots.write_run_plots(result, {str(tmp_path)!r})

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 from ..scenario import CallbackFactory
 
 if TYPE_CHECKING:
+    from ..incidents import Incident
     from ..result import RunResult
     from ..scenario import Scenario
 
@@ -28,22 +29,36 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class Prepared:
-    """One validated run: the scenario, the injected cause (hidden from learners), the fixes and
-    settings, and what the engine built from them."""
-    scenario: "Scenario"
+    """One validated run: an incident (its cause hidden from learners), the fixes and settings,
+    and what the engine built from them."""
+    incident: "Incident"
     engine: "Engine"
-    seed: int
-    cause_id: str | None                # None: the healthy base
     fix_ids: tuple[str, ...] = ()
     sets: Mapping[str, Any] = field(default_factory=dict)
     config: Any = None                  # the engine's config (TrainConfig, planner settings)
     callbacks: tuple[CallbackFactory, ...] = ()   # fault and fix code, instantiated per run
     complete: bool = True               # False when rebuilt from a run folder (no fault code)
 
+    @property
+    def scenario(self) -> "Scenario":
+        return self.incident.scenario
+
+    @property
+    def seed(self) -> int:
+        return self.incident.seed
+
+    @property
+    def cause_id(self) -> str | None:
+        return self.incident.cause_id
+
     def with_fixes(self, fix_ids: Sequence[str] = (),
                    sets: Mapping[str, Any] | None = None) -> "Prepared":
         """The same incident with a (different) set of fixes and settings applied."""
-        return self.engine.prepare(self.scenario, self.seed, self.cause_id, fix_ids, sets)
+        return self.engine.prepare(self.incident, fix_ids, sets)
+
+    def healthy(self) -> "Prepared":
+        """The same incident without its cause (and without fixes)."""
+        return self.engine.prepare(self.incident.healthy())
 
     def header(self) -> dict:
         """What a run folder says about its inputs (never the cause)."""
@@ -53,8 +68,8 @@ class Prepared:
     def cache_key(self) -> tuple:
         """Two prepared runs with equal keys produce identical results."""
         # the scenario object itself (not its id): a scratch scenario may reuse an id
-        return (self.engine.name, id(self.scenario), self.seed,
-                self.engine.config_key(self), self.callbacks)
+        return (self.engine.name, id(self.scenario), self.engine.config_key(self),
+                self.callbacks)
 
 
 class Engine(Protocol):
@@ -65,12 +80,15 @@ class Engine(Protocol):
     def parse_settings(self, pairs: Sequence[str]) -> dict[str, Any]:
         """`key=value` strings to settings; ConfigError (one line) if unusable."""
 
-    def prepare(self, scenario: "Scenario", seed: int, cause_id: str | None,
-                fix_ids: Sequence[str] = (), sets: Mapping[str, Any] | None = None) -> Prepared:
+    def prepare(self, incident: "Incident", fix_ids: Sequence[str] = (),
+                sets: Mapping[str, Any] | None = None) -> Prepared:
         """Validate and build a run; ConfigError if the combination cannot run."""
 
     def config_key(self, prepared: Prepared) -> str:
         """The engine's config as a stable string (for caching)."""
+
+    def settings_of(self, prepared: Prepared) -> dict[str, Any]:
+        """The settings a person would read in the run's config file, flat."""
 
     def execute(self, prepared: Prepared, out_dir: Path | None = None,
                 options: RunOptions = RunOptions()) -> "RunResult":

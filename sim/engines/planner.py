@@ -59,12 +59,14 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
     return parsed
 
 
-def _settings(scenario, cause_id: str | None, fix_ids: Sequence[str] = (),
+def _settings(incident, fix_ids: Sequence[str] = (),
               sets: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The planner settings for a cause with fixes and free-form settings (validated)."""
+    """The planner settings for an incident with fixes and free-form settings (validated)."""
+    scenario = incident.scenario
     settings: dict[str, Any] = dict(scenario.base)
-    if cause_id:
-        settings.update(scenario.cause(cause_id).fault.config)
+    settings.update({k: v for k, v in incident.overrides.items() if k != "seed"})
+    if incident.cause_id:
+        settings.update(scenario.cause(incident.cause_id).fault.config)
     for fix_id in fix_ids:
         settings.update(scenario.fix(fix_id).config)
     settings.update({k: parse_setting(k, v) for k, v in (sets or {}).items()})
@@ -91,26 +93,28 @@ class PlannerEngine:
     def parse_settings(self, pairs: Sequence[str]) -> dict[str, Any]:
         return parse_settings(pairs)
 
-    def prepare(self, scenario, seed: int, cause_id: str | None, fix_ids: Sequence[str] = (),
+    def prepare(self, incident, fix_ids: Sequence[str] = (),
                 sets: Mapping[str, Any] | None = None) -> Prepared:
         for fix_id in fix_ids:
-            scenario.fix(fix_id)                           # unknown names fail loudly
-        return Prepared(scenario, self, seed, cause_id, tuple(fix_ids), dict(sets or {}),
-                        _settings(scenario, cause_id, fix_ids, sets))
+            incident.scenario.fix(fix_id)                  # unknown names fail loudly
+        return Prepared(incident, self, tuple(fix_ids), dict(sets or {}),
+                        _settings(incident, fix_ids, sets))
 
     def config_key(self, prepared: Prepared) -> str:
         return json.dumps(prepared.config, sort_keys=True, default=str)
+
+    def settings_of(self, prepared: Prepared) -> dict[str, Any]:
+        return dict(prepared.config)
 
     def execute(self, prepared: Prepared, out_dir=None,
                 options: RunOptions = RunOptions()) -> RunResult:
         """The planner's 're-run': a RunResult whose summary says whether the plan fits."""
         from ..memplan.strategies import rank_strategies
 
-        scenario = prepared.scenario
         model, gpu, strategy = resolve(prepared.config)
         plan = plan_memory(model, strategy)
         fits = plan.fits(gpu)
-        _, _, broken = resolve(_settings(scenario, prepared.cause_id))   # the starting point
+        _, _, broken = resolve(_settings(prepared.incident))   # the starting point
         cheaper = [r.label for r in rank_strategies(model, gpu, broken)[:3]]
         usage = f"{plan.gpu_total / 1e9:.1f} GB per GPU of {gpu / 1e9:.0f} GB"
         summary = {

@@ -25,12 +25,13 @@ class TrainingEngine:
     def parse_settings(self, pairs: Sequence[str]) -> dict[str, Any]:
         return parse_assignments(pairs)
 
-    def prepare(self, scenario, seed: int, cause_id: str | None, fix_ids: Sequence[str] = (),
+    def prepare(self, incident, fix_ids: Sequence[str] = (),
                 sets: Mapping[str, Any] | None = None) -> Prepared:
-        """The config and the callback factories for a cause with fixes and settings."""
-        cause = scenario.cause(cause_id) if cause_id else None
+        """The config and the callback factories for an incident with fixes and settings."""
+        scenario = incident.scenario
+        cause = scenario.cause(incident.cause_id) if incident.cause_id else None
         fixes = [scenario.fix(fix_id) for fix_id in fix_ids]
-        overrides: dict[str, Any] = {**scenario.base, "seed": seed}
+        overrides: dict[str, Any] = {**scenario.base, **incident.overrides}
         factories = list(cause.fault.callbacks) if cause else []
         if cause:
             overrides.update(cause.fault.config)
@@ -43,11 +44,14 @@ class TrainingEngine:
             factories.extend(fix.callbacks)
         overrides.update(sets or {})
         config = with_overrides(TrainConfig(), overrides)
-        return Prepared(scenario, self, seed, cause_id, tuple(fix_ids), dict(sets or {}),
-                        config, tuple(factories))
+        return Prepared(incident, self, tuple(fix_ids), dict(sets or {}), config,
+                        tuple(factories))
 
     def config_key(self, prepared: Prepared) -> str:
         return json.dumps(prepared.config.to_dict(), sort_keys=True)
+
+    def settings_of(self, prepared: Prepared) -> dict[str, Any]:
+        return prepared.config.recipe_dict()
 
     def execute(self, prepared: Prepared, out_dir: Path | None = None,
                 options: RunOptions = RunOptions()) -> RunResult:
@@ -66,7 +70,7 @@ class TrainingEngine:
         if out:
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(out / "config.json", json.dumps(
-                {**prepared.header(), "config": config.to_dict()}, indent=2) + "\n")
+                {**prepared.header(), "config": config.recipe_dict()}, indent=2) + "\n")
         recorder = Recorder(prepared.header(), out)
         callbacks = [factory() for factory in prepared.callbacks]
         extra = [LiveTable(config.steps)] if options.live else []

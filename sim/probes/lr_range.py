@@ -103,10 +103,11 @@ def _lr_test_config(source):
         return source, None
     if isinstance(source, Scenario):
         from .. import engines
-        return engines.get(source.engine).prepare(source, 0, None).config, None
+        from ..incidents import bare
+        return engines.get(source.engine).prepare(bare(source, 0)).config, None
     if isinstance(source, RunResult):
         prepared = source.prepared        # the healthy base with the run's own settings
-        return prepared.engine.prepare(prepared.scenario, prepared.seed, None, (),
+        return prepared.engine.prepare(prepared.incident.healthy(), (),
                                        prepared.sets).config, None
     raise TypeError(f"lr_range_test needs a RunResult, Scenario or TrainConfig, "
                     f"not {type(source).__name__}")
