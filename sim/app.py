@@ -124,18 +124,10 @@ def with_fixes(prepared: Prepared, fixes: Sequence[str] = (), settings=None) -> 
         fix_ids = [spec.fix(fix).id for fix in fixes]
         for key in sets:
             spec.check_setting(key)
-        _check_conflicts(spec, fix_ids)
+        conflict = spec.conflict(fix_ids)
+        if conflict:
+            raise UsageError(conflict)
         return prepared.with_fixes(fix_ids, sets)
-
-
-def _check_conflicts(spec: Scenario, fix_ids: Sequence[str]) -> None:
-    seen: dict[str, tuple[str, Any]] = {}
-    for fix_id in fix_ids:
-        for key, value in spec.fix(fix_id).config.items():
-            if key in seen and seen[key][1] != value:
-                raise UsageError(f"fixes '{seen[key][0]}' and '{fix_id}' both set {key} "
-                                 "differently: choose one")
-            seen[key] = (fix_id, value)
 
 
 def validate_answer(incident: Prepared, cause: str | None, fixes: Sequence[str] = (),

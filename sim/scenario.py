@@ -189,6 +189,21 @@ class Scenario:
             return "masked"
         return "not_resolved"
 
+    def conflict(self, fix_ids) -> str | None:
+        """Why these fixes cannot go together (two of them change one setting differently),
+        or None."""
+        seen: dict[str, tuple[str, Any]] = {}
+        for fix_id in fix_ids:
+            fix = self.fix(fix_id)
+            effects = {**{k: ("=", v) for k, v in fix.config.items()},
+                       **{k: ("x", v) for k, v in fix.scale.items()}}
+            for key, effect in effects.items():
+                if key in seen and seen[key][1] != effect:
+                    return (f"fixes '{seen[key][0]}' and '{fix_id}' both change {key}: "
+                            "choose one")
+                seen.setdefault(key, (fix_id, effect))
+        return None
+
     def check_setting(self, key: str) -> None:
         """LookupError (one line) when a free-form setting is outside the recipe envelope."""
         if not self.recipe or key in self.recipe:

@@ -46,22 +46,13 @@ def combinations(scenario: Scenario, cause_id: str) -> list[tuple[str, ...]]:
     combos = [(f,) for f in ids]
     for resolving in scenario.resolves.get(cause_id, ()):
         combos += [(resolving, other) for other in ids
-                   if other != resolving and not _conflict(scenario, (resolving, other))]
+                   if other != resolving and not scenario.conflict((resolving, other))]
     shotgun: list[str] = []
     for fix_id in ids:
-        if not _conflict(scenario, (*shotgun, fix_id)):
+        if not scenario.conflict((*shotgun, fix_id)):
             shotgun.append(fix_id)
     combos.append(tuple(shotgun))
     return list(dict.fromkeys(combos))
-
-
-def _conflict(scenario: Scenario, fix_ids: Sequence[str]) -> bool:
-    seen: dict = {}
-    for fix_id in fix_ids:
-        for key, value in scenario.fix(fix_id).config.items():
-            if seen.setdefault(key, value) != value:
-                return True
-    return False
 
 
 def _incident(scenario: Scenario, seed: int, key: str | None, cause_id: str | None):
