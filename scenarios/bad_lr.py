@@ -1,6 +1,7 @@
 """bad_lr — the loss will not come down. Is the learning rate too high or too low?"""
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
+from ..sim.tells import Tell, loss_never_rises, loss_spikes
 
 SCENARIO = Scenario(
     id="bad_lr",
@@ -24,7 +25,8 @@ SCENARIO = Scenario(
                 "model fell back to predicting word frequencies (loss ~2.48 = ln 12)."),
             tell="gradient-norm spike in the first steps, then a loss stuck at the unigram "
                  "level; the LR range test's loss blows up well below this lr",
-            changes=("Cleaned up the optimizer settings",)),
+            changes=("Cleaned up the optimizer settings",),
+            signal=Tell("plot loss", loss_spikes(2.0, within=15))),
         Cause(
             id="lr_too_low",
             title="The learning rate is too low",
@@ -35,7 +37,8 @@ SCENARIO = Scenario(
                 "initial guess. Nothing is broken; it is just slow."),
             tell="smooth, slowly falling loss with no spikes; update/param ratio far below 1e-3; "
                  "the LR range test suggests a much larger lr",
-            changes=("Cleaned up the optimizer settings",)),
+            changes=("Cleaned up the optimizer settings",),
+            signal=Tell("plot loss", loss_never_rises(0.05))),
     ),
     fixes=(
         Fix("lr_down_10x", "Divide the learning rate by 10", scale={"lr": 0.1}),

@@ -2,6 +2,8 @@
 from ..sim.faults import UnsafeTokenMean
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
+from ..sim.tells import Tell, grad_norm_climbs_before_nonfinite, isolated_nonfinite, \
+    nonfinite_from_step
 
 SCENARIO = Scenario(
     id="nan_loss",
@@ -27,7 +29,8 @@ SCENARIO = Scenario(
                 "then NaN (inf - inf). The loss was finite for the first steps: it exploded."),
             tell="grad_norm and loss climb for several steps before the first NaN; "
                  "update/param ratio far above 1e-2",
-            changes=("Tuned the learning rate to train faster",)),
+            changes=("Tuned the learning rate to train faster",),
+            signal=Tell("plot grad_norm", grad_norm_climbs_before_nonfinite(10))),
         Cause(
             id="empty_label_division",
             title="The loss divides by the number of supervised tokens without a guard",
@@ -40,7 +43,8 @@ SCENARIO = Scenario(
             tell="isolated NaN steps with a healthy loss around them; the batch at that step "
                  "has zero supervised tokens",
             changes=("Group batches by length to cut padding",
-                     "Refactored the loss computation")),
+                     "Refactored the loss computation"),
+            signal=Tell("table, then batch STEP", isolated_nonfinite)),
         Cause(
             id="fully_masked_row",
             title="Some attention rows mask every key, so softmax sees only -inf",
@@ -54,7 +58,8 @@ SCENARIO = Scenario(
                 "the value mixing of the next layer. It happens on the first forward pass."),
             tell="NaN from step 0 with no growth before it; anomaly detection points at softmax; "
                  "the batch shows left padding",
-            changes=("Use the generation collator for training too",)),
+            changes=("Use the generation collator for training too",),
+            signal=Tell("table 0 2", nonfinite_from_step(0))),
     ),
     fixes=(
         Fix("lower_lr", "Lower the learning rate to 0.1", config={"lr": 0.1}),

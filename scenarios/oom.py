@@ -2,6 +2,8 @@
 from ..sim.faults import GradEnabledEval, MetricHistoryLeak
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
+from ..sim.tells import Tell, memory_climbs, out_of_memory_after_flat_steps, \
+    out_of_memory_at_step
 
 SCENARIO = Scenario(
     id="oom",
@@ -28,7 +30,8 @@ SCENARIO = Scenario(
                 "It fails on the very first step, always at the same place."),
             tell="out of memory at step 0 during the forward pass; activations dominate the "
                  "breakdown; memory is flat, not climbing",
-            changes=("Simplified the batching: one batch per optimizer step",)),
+            changes=("Simplified the batching: one batch per optimizer step",),
+            signal=Tell("memory", out_of_memory_at_step(0))),
         Cause(
             id="kept_graph",
             title="A logged metric keeps its autograd graph alive across steps",
@@ -40,7 +43,8 @@ SCENARIO = Scenario(
                 "Every micro-batch adds one more, so memory climbs step by step until it runs out."),
             tell="memory in use at the end of each step climbs steadily; the out-of-memory "
                  "comes after a dozen healthy steps",
-            changes=("Log a confidence metric every micro-batch",)),
+            changes=("Log a confidence metric every micro-batch",),
+            signal=Tell("plot mem_mib", memory_climbs(0.02))),
         Cause(
             id="eval_with_grad",
             title="Evaluation runs with autograd enabled",
@@ -52,7 +56,8 @@ SCENARIO = Scenario(
                 "Training steps fit; the first evaluation does not."),
             tell="training steps are flat and well under budget; the crash is at the first "
                  "evaluation step",
-            changes=("Refactored the evaluation loop",)),
+            changes=("Refactored the evaluation loop",),
+            signal=Tell("plot mem_mib", out_of_memory_after_flat_steps(3))),
     ),
     fixes=(
         Fix("micro_batch", "Micro-batches of 16 with 4 accumulation steps (same 64 per step)",

@@ -1,5 +1,6 @@
 """oom_13b — fine-tune Llama-2-13B on one 40 GB GPU. Graded by the memory planner."""
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
+from ..sim.tells import Tell, dominant_category
 
 SCENARIO = Scenario(
     id="oom_13b",
@@ -28,7 +29,8 @@ SCENARIO = Scenario(
                 "52 GB of bf16 weights and gradients on the GPU, and 8-bit Adam only trims the moments."),
             tell="the breakdown is dominated by optimizer states (104 GB) and master weights "
                  "(52 GB); activations are a rounding error",
-            changes=("Switched the training method in the job config",)),
+            changes=("Switched the training method in the job config",),
+            signal=Tell("plan", dominant_category("optimizer_states"))),
         Cause(
             id="activations",
             title="Activations: a long sequence and a big micro-batch with checkpointing off",
@@ -43,7 +45,8 @@ SCENARIO = Scenario(
             tell="activations dominate the breakdown and scale with batch x seq; model states are "
                  "under a third of the card",
             changes=("Moved to the long-context data (4096 tokens)",
-                     "Switched the training method in the job config")),
+                     "Switched the training method in the job config"),
+            signal=Tell("plan", dominant_category("activations"))),
     ),
     fixes=(
         Fix("lora", "Train LoRA adapters (r=16 on q,v) on a frozen bf16 base", config={"method": "lora"}),

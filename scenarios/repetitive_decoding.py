@@ -2,6 +2,8 @@
 from ..sim.faults import StaleKVCache
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
+from ..sim.tells import Tell, all_of, kv_cache_changes_text, summary_at_least, \
+    summary_at_most
 
 SCENARIO = Scenario(
     id="repetitive_decoding",
@@ -38,7 +40,9 @@ SCENARIO = Scenario(
                 "n-gram blocking breaks it."),
             tell="low loss and grammatical loops (every transition valid); sampled text is "
                  "varied and just as grammatical; KV cache on or off makes no difference",
-            changes=("Cleaned up the generation config",)),
+            changes=("Cleaned up the generation config",),
+            signal=Tell("table, samples", all_of(summary_at_most("final_loss", 1.45),
+                                                 summary_at_least("valid_rate", 0.95)))),
         Cause(
             id="undertrained",
             title="The model is undertrained: training stopped far too early",
@@ -54,7 +58,8 @@ SCENARIO = Scenario(
                 "setting helps; only training does."),
             tell="loss curve ends far above the floor; sampled or n-gram-blocked text breaks the "
                  "grammar; many prompts end in the same short loop",
-            changes=("Exported the model checkpoint for the release",)),
+            changes=("Exported the model checkpoint for the release",),
+            signal=Tell("plot loss", summary_at_least("final_loss", 1.6))),
         Cause(
             id="stale_kv_cache",
             title="Decoding bug: the KV cache never stores the generated tokens",
@@ -69,7 +74,8 @@ SCENARIO = Scenario(
                 "fluent text, and that mismatch is the standard test for a cache bug."),
             tell="low loss, yet greedy text with kv_cache=false differs from text with the "
                  "cache, and only the cached text loops; sampled text is ungrammatical",
-            changes=("Refactored the decoding loop",)),
+            changes=("Refactored the decoding loop",),
+            signal=Tell("samples kv_cache=false", kv_cache_changes_text)),
     ),
     fixes=(
         Fix("sample", "Sample instead of greedy, temperature 0.8",

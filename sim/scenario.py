@@ -37,6 +37,7 @@ class Cause:
     explanation: str        # what happened, told after grading
     tell: str               # the signal that gives it away
     changes: tuple[str, ...] = ()   # its lines in the change log, worded like the decoys
+    signal: Any = None      # a `sim.tells.Tell`: the tell as a test, checked over seeds and keys
 
 
 @dataclass(frozen=True)

@@ -71,13 +71,26 @@ def check_scenario(scenario: Scenario, seeds: Iterable[int] = DEFAULT_SEEDS,
             healthy = runs.execute(engine.prepare(_incident(scenario, seed, key, None)))
             yield Finding(scenario.id, seed, key, None, (), "healthy",
                           "healthy" if judge(healthy) == "resolved" else "broken")
+            broken_runs = {}
             for cause in scenario.causes:
                 broken = engine.prepare(_incident(scenario, seed, key, cause.id))
-                before = runs.execute(broken)
+                before = broken_runs[cause.id] = runs.execute(broken)
                 yield Finding(scenario.id, seed, key, cause.id, (), "broken",
                               "healthy" if judge(before) == "resolved" else "broken")
                 for fixes in combinations(scenario, cause.id):
                     yield _finding(scenario, seed, key, cause.id, fixes, broken, before)
+            yield from _tell_findings(scenario, seed, key, broken_runs)
+
+
+def _tell_findings(scenario: Scenario, seed: int, key, broken_runs: dict):
+    """Each cause's declared tell holds on its own broken run and on no other cause's."""
+    for cause in scenario.causes:
+        if cause.signal is None:
+            continue
+        for other, run in broken_runs.items():
+            expected = "tell holds" if other == cause.id else "tell absent"
+            got = "tell holds" if cause.signal.holds(run) else "tell absent"
+            yield Finding(scenario.id, seed, key, other, (f"tell of {cause.id}",), expected, got)
 
 
 def _finding(scenario, seed, key, cause_id, fixes, broken, before) -> Finding:

@@ -16,8 +16,14 @@ def test_every_declared_verdict_holds_on_rerun(scenario):
     assert not mismatches, "\n".join(mismatches)
     # the matrix really covered every cause, every fix and every combination on every seed
     per_seed = 1 + sum(1 + len(combinations(scenario, c.id)) for c in scenario.causes)
+    per_seed += len(scenario.causes) ** 2           # each tell on every cause's broken run
     assert len(findings) == len(SEEDS) * per_seed
     assert all(len(combinations(scenario, c.id)) > len(scenario.fixes) for c in scenario.causes)
+
+
+@pytest.mark.parametrize("scenario", registry.all_scenarios(), ids=lambda s: s.id)
+def test_every_cause_declares_a_tell_as_data(scenario):
+    assert all(cause.signal is not None for cause in scenario.causes)
 
 
 @pytest.mark.parametrize("scenario", registry.all_scenarios(), ids=lambda s: s.id)

@@ -1,0 +1,128 @@
+"""Tells as data: the signal that tells a cause apart, as a test on the broken run.
+
+A scenario's cause declares `signal=Tell(where, holds)`: where a learner sees it (a probe or a
+plot) and a predicate on the broken run that is true for this cause and false for the other
+causes of the scenario. `debugsim dev check` and the test suite check both directions over
+seeds and keys, so a tell that points the wrong way fails the build. The predicates below are
+the building blocks; each reads only what a learner's probes show.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from .result import RunResult, nonfinite_steps
+
+
+@dataclass(frozen=True)
+class Tell:
+    where: str                              # the probe or plot that shows it, e.g. "plot grad_norm"
+    holds: Callable[[RunResult], bool]      # true on this cause's broken run, false on the others
+
+
+def _finite(values):
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def nonfinite_from_step(step: int) -> Callable[[RunResult], bool]:
+    """The first non-finite value comes at `step` or earlier."""
+    def holds(run: RunResult) -> bool:
+        bad = nonfinite_steps(run)
+        return bool(bad) and bad[0] <= step
+    return holds
+
+
+def grad_norm_climbs_before_nonfinite(factor: float) -> Callable[[RunResult], bool]:
+    """Before the first non-finite step, the gradient norm grew `factor`-fold from step 0."""
+    def holds(run: RunResult) -> bool:
+        bad = nonfinite_steps(run)
+        if not bad or bad[0] < 2:
+            return False
+        norms = _finite(r["grad_norm"] for r in run.records if r["step"] < bad[0])
+        return len(norms) >= 2 and max(norms) >= factor * norms[0]
+    return holds
+
+
+def isolated_nonfinite(run: RunResult) -> bool:
+    """Non-finite steps with finite steps after them: particular batches, not a blow-up."""
+    bad = set(nonfinite_steps(run))
+    return bool(bad) and any(r["step"] > min(bad) and r["step"] not in bad
+                             and r["loss"] is not None for r in run.records)
+
+
+def out_of_memory_at_step(step: int) -> Callable[[RunResult], bool]:
+    def holds(run: RunResult) -> bool:
+        return run.status == "oom" and len(run.records) <= step
+    return holds
+
+
+def memory_climbs(mib_per_step: float) -> Callable[[RunResult], bool]:
+    """Memory in use after each step grows by at least this much per step on average."""
+    def holds(run: RunResult) -> bool:
+        used = _finite(r.get("mem_mib") for r in run.records)
+        return len(used) >= 4 and (used[-1] - used[0]) / (len(used) - 1) >= mib_per_step
+    return holds
+
+
+def out_of_memory_after_flat_steps(steps: int) -> Callable[[RunResult], bool]:
+    """At least `steps` steps with flat memory, then an out-of-memory error."""
+    def holds(run: RunResult) -> bool:
+        used = _finite(r.get("mem_mib") for r in run.records)
+        return (run.status == "oom" and len(used) >= steps
+                and max(used) - min(used) < 0.05 * max(used))
+    return holds
+
+
+def summary_at_most(key: str, limit: float) -> Callable[[RunResult], bool]:
+    def holds(run: RunResult) -> bool:
+        value = run.summary.get(key)
+        return value is not None and math.isfinite(value) and value <= limit
+    return holds
+
+
+def summary_at_least(key: str, limit: float) -> Callable[[RunResult], bool]:
+    def holds(run: RunResult) -> bool:
+        value = run.summary.get(key)
+        return value is not None and math.isfinite(value) and value >= limit
+    return holds
+
+
+def all_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
+    return lambda run: all(test(run) for test in tests)
+
+
+def dominant_category(name: str) -> Callable[[RunResult], bool]:
+    """The memory plan's largest category (planner runs: what the `plan` probe shows)."""
+    def holds(run: RunResult) -> bool:
+        breakdown = getattr(run.detail, "gpu", None) or {}
+        return bool(breakdown) and max(breakdown, key=breakdown.get) == name
+    return holds
+
+
+def loss_spikes(factor: float, within: int) -> Callable[[RunResult], bool]:
+    """Within the first `within` steps the loss rises to `factor` x its first value."""
+    def holds(run: RunResult) -> bool:
+        losses = [r["loss"] for r in run.records[:within]]
+        first = losses[0] if losses else None
+        return bool(first) and any(v is None or v >= factor * first for v in losses)
+    return holds
+
+
+def loss_never_rises(by: float) -> Callable[[RunResult], bool]:
+    """The loss never rises more than `by` from one step to the next (and stays finite)."""
+    def holds(run: RunResult) -> bool:
+        losses = [r["loss"] for r in run.records]
+        return (len(losses) > 1 and None not in losses
+                and all(b - a <= by for a, b in zip(losses, losses[1:])))
+    return holds
+
+
+def kv_cache_changes_text(run: RunResult) -> bool:
+    """Greedy text decoded without the KV cache differs from the cached text."""
+    prepared = run.prepared
+    if not run.samples or not prepared.config.kv_cache:
+        return False
+    from . import runs
+    uncached = prepared.with_fixes(prepared.fix_ids, {**prepared.sets, "kv_cache": False})
+    return runs.execute(uncached).samples != run.samples
