@@ -193,14 +193,16 @@ def dev_group() -> None:
 @click.argument("scenario_ids", nargs=-1)
 @click.option("--seeds", type=SeedList(), default="0,1,2", show_default=True,
               help="Comma-separated seeds.")
-def dev_check_command(scenario_ids, seeds) -> None:
+@click.option("--keys", default="debugsim-matrix", show_default=True,
+              help="Comma-separated incident keys ('bare': the base without decoys).")
+def dev_check_command(scenario_ids, seeds, keys) -> None:
     """Prove every declared verdict by re-running: causes break, fixes pass, distractors fail."""
     from .sim.selfcheck import check_scenario
     with usage_errors():
         scenarios = app.scenarios(scenario_ids)
     failed = total = 0
     for scenario in scenarios:
-        for finding in check_scenario(scenario, seeds):
+        for finding in check_scenario(scenario, seeds, app.matrix_keys(keys)):
             total, failed = total + 1, failed + (not finding.ok)
             if not finding.ok:
                 click.echo(finding.line())

@@ -130,6 +130,11 @@ def with_fixes(prepared: Prepared, fixes: Sequence[str] = (), settings=None) -> 
         return prepared.with_fixes(fix_ids, sets)
 
 
+def matrix_keys(text: str) -> list[str | None]:
+    """'k1,bare,k2' -> ['k1', None, 'k2'] (None: the base without decoys)."""
+    return [None if k.strip() == "bare" else k.strip() for k in text.split(",") if k.strip()]
+
+
 def validate_answer(incident: Prepared, cause: str | None, fixes: Sequence[str] = (),
                     settings=None) -> None:
     """UsageError now, before the broken run, if an answer given up front cannot be graded."""
