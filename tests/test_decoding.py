@@ -150,5 +150,8 @@ def test_samples_probe_redecodes_with_decoding_settings_only():
     result = app.simulate(SCENARIO, 0, "stale_kv_cache", settings={"steps": 30})   # short: cheap
     text = render_samples(result, {"kv_cache": False})
     assert "kv_cache=false" in text and text.count(" | ") == 6
+    assert "*" not in text                       # the text as generated, nothing marked
+    for metric in ("repeated 3-grams", "longest loop", "distinct-2", "grammatical transitions"):
+        assert metric in text.splitlines()[-1]
     with pytest.raises(ValueError, match="decoding settings only"):
         render_samples(result, {"steps": 150})
