@@ -1,6 +1,7 @@
 """The CLI as a user drives it."""
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -152,12 +153,35 @@ def test_planner_scenario_is_graded_by_the_planner(tmp_path):
     wrong = invoke("play", "oom_13b", "--seed", seed, "--out", tmp_path / "w",
                    input="memory\n\n1\ncheckpointing\n")
     assert wrong.exit_code == 1, wrong.output
+    # the job opens like a real one: its description and PyTorch's error, nothing that explains
+    opening = " ".join(wrong.output[:wrong.output.index("probe>")].split())   # unwrapped
+    assert "job: llama-2-13b" in opening and "full fine-tune" in opening
+    assert "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate" in opening
+    assert "GPU 0 has a total capacity of 40.00 GB of which" in opening
+    for conclusion in ("optimizer_states", "dominated", "cheapest", "does not fit", "fits:"):
+        assert conclusion not in opening
+    # the breakdown comes from the `memory` probe the learner asked for; checkpointing does not
+    # make full fine-tuning fit, and the verdict says by how much it is over
     assert "optimizer_states" in wrong.output and "NOT_RESOLVED" in wrong.output
+    assert "Your plan:" in wrong.output and "does not fit" in wrong.output
     right = invoke("check", "oom_13b", "--seed", seed, "--cause", "model_states",
                    "--set", "method=qlora", "--json")
     assert right.exit_code == 0, right.output
-    after = json.loads(right.output)["after"]["summary"]
-    assert after["gpu_total_gb"] < 40 < json.loads(right.output)["before"]["summary"]["gpu_total_gb"]
+    graded = json.loads(right.output)
+    before, after = graded["before"]["summary"], graded["after"]["summary"]
+    assert after["gpu_total_gb"] < 40 < before["gpu_total_gb"]
+    assert before["oom"]["message"].startswith("torch.OutOfMemoryError: CUDA out of memory.")
+    assert after["oom"] is None
+    numbers = re.search(r"Tried to allocate ([\d.]+) (GB|MB)\. .* this process has ([\d.]+) GB",
+                        before["oom"]["message"])
+    tried = float(numbers[1]) / (1 if numbers[2] == "GB" else 1000)
+    assert float(numbers[3]) <= 40 < float(numbers[3]) + tried        # the first that did not fit
+    for summary in (before, after):
+        assert "why" not in summary and "cheapest_that_fit" not in summary
+    folder = tmp_path / "w"
+    assert not {"why", "cheapest_that_fit"} & set(json.loads((folder / "summary.json").read_text()))
+    assert "why" not in json.loads((folder / "plan.json").read_text())
+    assert "cheapest" not in (folder / "summary.md").read_text()
     bad = invoke("check", "oom_13b", "--seed", seed, "--cause", "model_states", "--set", "gpu=abc")
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
 
