@@ -63,14 +63,25 @@ def parse_settings(scenario_or_id, settings: Sequence[str] | Mapping[str, Any] |
         return engine_of(scenario_or_id).parse_settings(list(settings))
 
 
+MIN_SEED, MAX_SEED = 0, 2**32 - 1          # what torch.manual_seed and numpy accept
+
+
+def check_seed(seed) -> int:
+    """The seed, or UsageError when it is not a whole number in MIN_SEED..MAX_SEED."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not MIN_SEED <= seed <= MAX_SEED:
+        raise UsageError(f"seed {seed!r}: must be a whole number from {MIN_SEED} to {MAX_SEED}")
+    return seed
+
+
 def pick_seed(seed: int | None) -> int:
-    return seed if seed is not None else secrets.randbelow(10_000)
+    return check_seed(seed) if seed is not None else secrets.randbelow(10_000)
 
 
 def prepare(scenario_or_id, seed: int, cause: str | None = None, fixes: Sequence[str] = (),
             settings=None) -> Prepared:
     """A validated run of `cause` (None: the healthy base) with fixes and settings."""
     spec = scenario(scenario_or_id)
+    check_seed(seed)
     sets = parse_settings(spec, settings)
     with user_errors():
         if cause is not None:
@@ -82,7 +93,7 @@ def prepare(scenario_or_id, seed: int, cause: str | None = None, fixes: Sequence
 def incident(scenario_or_id, seed: int, fixes: Sequence[str] = (), settings=None) -> Prepared:
     """The seed's incident: its hidden cause is drawn here, and only here."""
     spec = scenario(scenario_or_id)
-    return prepare(spec, seed, spec.draw_cause(seed).id, fixes, settings)
+    return prepare(spec, seed, spec.draw_cause(check_seed(seed)).id, fixes, settings)
 
 
 def with_fixes(prepared: Prepared, fixes: Sequence[str] = (), settings=None) -> Prepared:

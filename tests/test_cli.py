@@ -52,6 +52,17 @@ def test_list_and_show():
     (["check", "nan_loss", "--seed", "1", "--cause", "nope", "--fix", "lower_lr"],
      "unknown cause 'nope'"),
     (["check", "nan_loss", "--seed", "1", "--cause", "lr_too_high"], "name a fix"),
+    # a planner setting the planner cannot compute is caught when settings are validated
+    (["check", "oom_13b", "--seed", "0", "--cause", "model_states", "--set", "model=gpt2"],
+     "gpt2 has learned positions for only 1024 tokens"),
+    (["check", "oom_13b", "--seed", "0", "--cause", "model_states", "--set", "model=gtp2"],
+     "unknown model 'gtp2'; did you mean 'gpt2'"),
+    (["run", "oom_13b", "--set", "gpu=abc"], "not a size"),
+    # an unknown setting lists the valid ones, with a suggestion when one is close
+    (["run", "nan_loss", "--set", "foo=1"], "unknown setting 'foo'; settings: model, vocab_size"),
+    (["run", "nan_loss", "--set", "lrr=1"], "unknown setting 'lrr' (did you mean 'lr'?); settings:"),
+    (["run", "oom_13b", "--set", "foo=1"], "planner settings: model, gpu, method"),
+    (["run", "nan_loss", "--set", "seed=4294967296"], "seed=4294967296: must be at most 4294967295"),
 ])
 def test_bad_input_is_one_line_exit_2(args, fragment):
     result = invoke(*args)
@@ -204,7 +215,13 @@ def test_memory_command_is_registered_and_crosschecks_the_tiny_model():
 
 
 @pytest.mark.parametrize("argv", [["run", "nan_loss", "--seed", "abc"], ["run"], ["bogus"],
-                                  ["show", "nan_loss", "--answer"]])
+                                  ["show", "nan_loss", "--answer"],
+                                  ["run", "nan_loss", "--seed", "99999999999999999999"],
+                                  ["run", "nan_loss", "--seed", "-1"],
+                                  ["check", "nan_loss", "--seed", "4294967296", "--cause",
+                                   "lr_too_high", "--fix", "lower_lr"],
+                                  ["play", "nan_loss", "--seed", "4294967296"],
+                                  ["dev", "check", "nan_loss", "--seeds", "0,4294967296"]])
 def test_click_usage_errors_are_one_line_too(argv):
     code = "import sys; from debugsim import cli; sys.argv = ['debugsim', *sys.argv[1:]]; cli.main()"
     done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
@@ -231,3 +248,64 @@ def test_a_closed_output_pipe_does_not_stop_the_run(tmp_path):
     result = app.execute(prepared, tmp_path)
     assert table._reader_gone
     assert result.status == "completed" and len(result.records) == 60
+
+
+def test_a_seed_out_of_range_is_rejected_before_anything_runs(tmp_path):
+    out = tmp_path / "big"
+    result = invoke("run", "nan_loss", "--seed", "99999999999999999999", "--out", out)
+    assert result.exit_code == 2 and "is not in the range 0<=x<=4294967295" in result.output
+    assert not out.exists()
+    assert invoke("run", "nan_loss", "--seed", "4294967295", "--set", "steps=1",
+                  "--out", tmp_path / "top").exit_code == 0           # the largest seed runs
+    for seed in (-1, 2**32, 10**20, 1.5, True):                       # Python callers too
+        with pytest.raises(app.UsageError, match="must be a whole number from 0 to 4294967295"):
+            app.simulate("nan_loss", seed)
+    with pytest.raises(app.UsageError):
+        app.check("oom_13b", 2**32, "model_states", ["lora"])
+    with pytest.raises(app.UsageError):
+        app.incident("nan_loss", -5)
+
+
+def _strict_json(text):
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+
+
+def test_json_has_null_not_nan(tmp_path):
+    """A NaN run's --json, summary.json and metrics.jsonl parse with a strict parser."""
+    cause = ["--cause", "fully_masked_row", "--set", "steps=2"]
+    result = invoke("run", "nan_loss", "--seed", "0", *cause, "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    summary = _strict_json(result.output)["summary"]
+    assert summary["nonfinite_steps"] == 2 and summary["final_loss"] is None
+    assert _strict_json((tmp_path / "summary.json").read_text())["final_loss"] is None
+    _strict_json((tmp_path / "config.json").read_text())
+    for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
+        _strict_json(line)
+    seed = _seed_with_cause("nan_loss", "fully_masked_row")
+    graded = invoke("check", "nan_loss", "--seed", seed, "--cause", "fully_masked_row",
+                    "--fix", "lower_lr", "--set", "steps=2", "--json")
+    assert graded.exit_code == 1, graded.output
+    verdict = _strict_json(graded.output)
+    assert verdict["after"]["summary"]["final_loss"] is None
+    _strict_json(invoke("show", "nan_loss", "--json").output)
+    _strict_json(invoke("memory", "--model", "gpt2", "--json").output)
+
+
+def test_json_writers_turn_every_nonfinite_float_into_null(tmp_path):
+    from debugsim.sim.files import json_text, write_json
+    data = {"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5], "c": (2, {"d": 0.0})}
+    expected = {"a": None, "b": [None, None, 1.5], "c": [2, {"d": 0.0}]}
+    assert _strict_json(json_text(data)) == expected
+    write_json(tmp_path / "x.json", data)
+    assert _strict_json((tmp_path / "x.json").read_text()) == expected
+
+
+def test_counts_print_as_integers_in_check_lines():
+    seed = _seed_with_cause("oom", "batch_too_large")
+    result = invoke("check", "oom", "--seed", seed, "--cause", "batch_too_large",
+                    "--fix", "smaller_batch", "--set", "steps=2")
+    assert result.exit_code == 1, result.output
+    line = next(l for l in result.output.splitlines() if "training sequences seen" in l)
+    count = line.split(": ", 1)[1].split()[0]
+    assert count.isdigit(), line                    # e.g. "576 (healthy >= 1920)", not "576.000"
+    assert re.search(r"held-out loss: (\d+\.\d{3}|held-out loss not measurable)", result.output)

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 from ..config import ConfigError, did_you_mean
 from ..files import write_json
 from ..memplan.accounting import Strategy, plan_memory
+from ..memplan.presets import UnknownModel, get_preset
 from ..memplan.units import parse_size
 from ..result import RunResult
 from .base import Prepared, RunOptions
@@ -28,7 +29,13 @@ def parse_setting(key: str, raw: Any) -> Any:
     if key not in SETTINGS:
         raise ConfigError(f"unknown setting '{key}'{did_you_mean(key, SETTINGS)}; "
                           f"planner settings: {', '.join(SETTINGS)}")
-    if not isinstance(raw, str) or key in ("model", "lora_targets"):
+    if key == "model":
+        try:
+            get_preset(raw) if isinstance(raw, str) else None
+        except UnknownModel as error:
+            raise ConfigError(f"model={raw!r}: {error}") from None
+        return raw
+    if not isinstance(raw, str) or key == "lora_targets":
         return raw
     if key == "gpu":
         try:
@@ -73,13 +80,16 @@ def _settings(scenario, cause_id: str | None, fix_ids: Sequence[str] = (),
 
 
 def resolve(settings: Mapping[str, Any]):
-    """(model name, GPU bytes, Strategy); ConfigError if the strategy is impossible."""
+    """(model name, GPU bytes, Strategy); ConfigError (one line) if the model, the GPU or the
+    strategy is unusable, or the planner cannot compute this combination (e.g. a sequence
+    longer than a model with learned positions has positions for)."""
     rest = dict(settings)
-    model, gpu = rest.pop("model"), parse_size(rest.pop("gpu"))
     try:
+        model, gpu = rest.pop("model"), parse_size(rest.pop("gpu"))
         strategy = Strategy(**rest)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(str(error)) from None
+        plan_memory(model, strategy)                # validates the combination, cheaply
+    except (TypeError, ValueError, LookupError) as error:
+        raise ConfigError(" ".join(str(error).split())) from None
     return model, gpu, strategy
 
 
