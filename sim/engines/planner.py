@@ -195,9 +195,11 @@ class PlannerEngine:
 
 
 def plan_record(plan, gpu: int) -> dict:
-    """plan.json: the plan's numbers (bytes), without the planner's explanation."""
+    """plan.json: the plan's numbers (bytes), without the planner's explanations (its 'why'
+    sentence and its accounting notes)."""
     record = plan.to_dict(gpu)
-    record.pop("why", None)
+    for explanation in ("why", "notes"):
+        record.pop(explanation, None)
     return record
 
 
