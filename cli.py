@@ -6,7 +6,6 @@ torch and matplotlib are imported inside commands, so `--help` and `list` start 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -32,7 +31,9 @@ def usage_errors():
 
 
 def emit_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+    """Strict JSON on stdout: non-finite floats as null (never a bare NaN)."""
+    from .sim.files import json_text
+    click.echo(json_text(obj, indent=2, default=str))
 
 
 def ask(prompt: str) -> str | None:
@@ -54,14 +55,23 @@ def on_interrupt(where: str):
         sys.exit(130)
 
 
+# a seed seeds numpy-style generators and torch.manual_seed: 0 .. 2**32 - 1
+SEED = click.IntRange(app.MIN_SEED, app.MAX_SEED)
+
+
 class SeedList(click.ParamType):
     name = "seeds"
 
     def convert(self, value, param, ctx):
         try:
-            return [int(s) for s in str(value).split(",") if s.strip()]
+            seeds = [int(s) for s in str(value).split(",") if s.strip()]
         except ValueError:
             self.fail(f"{value!r}: expected comma-separated integers", param, ctx)
+        for seed in seeds:
+            if not app.MIN_SEED <= seed <= app.MAX_SEED:
+                self.fail(f"seed {seed} is not in the range {app.MIN_SEED}..{app.MAX_SEED}",
+                          param, ctx)
+        return seeds
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,12 +106,14 @@ def show_command(scenario_id: str, answers: bool, as_json: bool) -> None:
     from .sim.describe import describe, describe_lines
     with usage_errors():
         data = describe(app.scenario(scenario_id), answers)
-    click.echo(json.dumps(data, indent=2) if as_json else "\n".join(describe_lines(data)))
+    if as_json:
+        return emit_json(data)
+    click.echo("\n".join(describe_lines(data)))
 
 
 @cli.command("run")
 @click.argument("scenario_id")
-@click.option("--seed", type=click.IntRange(min=0), help="Seed (default: random, printed).")
+@click.option("--seed", type=SEED, help="Seed (default: random, printed).")
 @click.option("--cause", help="Inject this cause instead of the seed's draw (instructors).")
 @click.option("--fix", "fixes", multiple=True, help="Apply a named fix (repeatable).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
@@ -129,7 +141,7 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, as_jso
 
 @cli.command("check")
 @click.argument("scenario_id")
-@click.option("--seed", type=click.IntRange(min=0), required=True)
+@click.option("--seed", type=SEED, required=True)
 @click.option("--cause", required=True, help="The cause you name.")
 @click.option("--fix", "fixes", multiple=True, help="A named fix (repeatable).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Free-form setting.")
@@ -151,7 +163,7 @@ def check_command(scenario_id, seed, cause, fixes, sets, as_json) -> None:
 
 @cli.command("play")
 @click.argument("scenario_id")
-@click.option("--seed", type=click.IntRange(min=0), help="Seed (default: random, printed).")
+@click.option("--seed", type=SEED, help="Seed (default: random, printed).")
 @click.option("--probe", "probe_lines", multiple=True, help="Run these probes, no prompt.")
 @click.option("--cause", help="Your answer for the cause (skips the prompt).")
 @click.option("--fix", "fixes", multiple=True, help="Your fix (skips the prompt).")

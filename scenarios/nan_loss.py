@@ -1,5 +1,5 @@
 """nan_loss — the loss went NaN. Which of four things did it?"""
-from ..sim.faults import UnsafeTokenMean
+from ..sim.team_code import UnsafeTokenMean
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, grad_norm_climbs_before_nonfinite, isolated_nonfinite, \

@@ -1,5 +1,5 @@
 """oom — CUDA out of memory. An oversized batch, a leak, or an evaluation that keeps a graph?"""
-from ..sim.faults import GradEnabledEval, MetricHistoryLeak
+from ..sim.team_code import GradEnabledEval, MetricHistoryLeak
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, memory_climbs, out_of_memory_after_flat_steps, \

@@ -18,7 +18,7 @@ SCENARIO = Scenario(
           "optimizer": "adamw", "batch": 1, "seq": 2048, "checkpointing": True, "flash": True},
     causes=(
         Cause(
-            id="model_states",
+            id="full_finetune",
             title="Full fine-tuning: weights, gradients and optimizer state of 13B parameters",
             fault=Fault("method switched from LoRA to full fine-tuning", config={"method": "full"}),
             explanation=(
@@ -32,7 +32,7 @@ SCENARIO = Scenario(
             changes=("Switched the training method in the job config",),
             signal=Tell("plan", dominant_category("optimizer_states"))),
         Cause(
-            id="activations",
+            id="unchecked_activations",
             title="Activations: a long sequence and a big micro-batch with checkpointing off",
             fault=Fault("checkpointing turned off, micro-batch 4 at 4096 tokens",
                         config={"checkpointing": False, "batch": 4, "seq": 4096}),
@@ -59,7 +59,7 @@ SCENARIO = Scenario(
         Fix("adam8bit", "8-bit Adam", config={"optimizer": "adam8bit"}),
     ),
     criterion=Criterion(require_finite=False),
-    resolves={"model_states": ("lora", "qlora"), "activations": ("checkpointing",)},
+    resolves={"full_finetune": ("lora", "qlora"), "unchecked_activations": ("checkpointing",)},
     recipe=("method", "checkpointing", "batch", "flash", "zero", "offload", "optimizer",
             "lora_rank", "lora_targets", "double_quant", "master_weights"),
     fixed={"model": "the model is the job: fine-tune Llama-2-13B",

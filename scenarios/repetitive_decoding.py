@@ -1,5 +1,5 @@
 """repetitive_decoding — generated text loops. Decoding settings, the model, or the KV cache?"""
-from ..sim.faults import StaleKVCache
+from ..sim.team_code import StaleKVCache
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, all_of, kv_cache_changes_text, summary_at_least, \

@@ -63,8 +63,18 @@ def parse_settings(scenario_or_id, settings: Sequence[str] | Mapping[str, Any] |
         return engine_of(scenario_or_id).parse_settings(list(settings))
 
 
+MIN_SEED, MAX_SEED = 0, 2**32 - 1          # what torch.manual_seed and numpy accept
+
+
+def check_seed(seed) -> int:
+    """The seed, or UsageError when it is not a whole number in MIN_SEED..MAX_SEED."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not MIN_SEED <= seed <= MAX_SEED:
+        raise UsageError(f"seed {seed!r}: must be a whole number from {MIN_SEED} to {MAX_SEED}")
+    return seed
+
+
 def pick_seed(seed: int | None) -> int:
-    return seed if seed is not None else secrets.randbelow(10_000)
+    return check_seed(seed) if seed is not None else secrets.randbelow(10_000)
 
 
 def _build(incident: incidents.Incident, fixes: Sequence[str], settings) -> Prepared:
@@ -82,7 +92,7 @@ def prepare(scenario_or_id, seed: int, cause: str | None = None, fixes: Sequence
     spec = scenario(scenario_or_id)
     with user_errors():
         cause = spec.cause(cause).id if cause is not None else None
-    return _build(incidents.bare(spec, seed, cause), fixes, settings)
+    return _build(incidents.bare(spec, check_seed(seed), cause), fixes, settings)
 
 
 def incident(scenario_or_id, seed: int, fixes: Sequence[str] = (), settings=None,
@@ -104,15 +114,6 @@ def injected(scenario_or_id, seed: int, cause: str, fixes: Sequence[str] = (), s
         cause = spec.cause(cause).id
     drawn = incidents.draw(spec, check_seed(seed), key or incidents.PUBLIC_KEY, cause)
     return _build(drawn, fixes, settings)
-
-
-MAX_SEED = 2**32 - 1
-
-
-def check_seed(seed: int) -> int:
-    if not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"seed {seed}: must be between 0 and {MAX_SEED}")
-    return seed
 
 
 def with_fixes(prepared: Prepared, fixes: Sequence[str] = (), settings=None) -> Prepared:

@@ -121,7 +121,8 @@ _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "no_repeat_ngram": (0, True), "gen_tokens": (1, True), "seed": (0, True),
 }
 _UPPER_BOUNDS: dict[str, float] = {"vocab_size": 64, "d_model": 1024, "n_layer": 24, "top_p": 1.0, "momentum": 1.0, "lr": 100.0, "steps": 100_000,
-                                   "seq_len": 4096, "batch_size": 65_536}
+                                   "seq_len": 4096, "batch_size": 65_536,
+                                   "seed": 2**32 - 1}
 
 _TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool}
 FIELD_TYPES: dict[str, type] = {f.name: _TYPE_NAMES[f.type] for f in fields(TrainConfig)}
@@ -136,7 +137,8 @@ def did_you_mean(name: str, options) -> str:
 def parse_value(key: str, raw: Any) -> Any:
     """Turn a user's value for `key` into the field's type, or raise ConfigError."""
     if key not in FIELD_TYPES:
-        raise ConfigError(f"unknown setting '{key}'{did_you_mean(key, FIELD_TYPES)}")
+        raise ConfigError(f"unknown setting '{key}'{did_you_mean(key, FIELD_TYPES)}; "
+                          f"settings: {', '.join(FIELD_TYPES)}")
     kind = FIELD_TYPES[key]
     if not isinstance(raw, str):
         value = raw
@@ -191,7 +193,9 @@ def _check_value(key: str, value: Any) -> None:
             relation = "at least" if inclusive else "greater than"
             raise ConfigError(f"{key}={value!r}: must be {relation} {low:g}")
     if key in _UPPER_BOUNDS and value > _UPPER_BOUNDS[key]:
-        raise ConfigError(f"{key}={value!r}: must be at most {_UPPER_BOUNDS[key]:g}")
+        high = _UPPER_BOUNDS[key]
+        high_text = str(int(high)) if float(high).is_integer() else f"{high:g}"
+        raise ConfigError(f"{key}={value!r}: must be at most {high_text}")
 
 
 def parse_assignments(pairs) -> dict[str, Any]:

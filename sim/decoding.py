@@ -8,7 +8,7 @@ with no cache to get wrong). Each step turns the last position's logits into a t
                                                          or temperature -> top-k -> top-p -> sample
 
 Callbacks see every cached forward pass through `on_decode_step` (that is where the KV-cache
-faults in `faults.py` live).
+faults in `team_code.py` live).
 """
 from __future__ import annotations
 

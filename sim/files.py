@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -14,6 +15,23 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def finite(obj):
+    """`obj` with every NaN and +-inf float replaced by None: JSON has no such numbers (Python
+    would write bare `NaN` and `Infinity`, which strict parsers reject)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(value) for value in obj]
+    return obj
+
+
+def json_text(obj, **options) -> str:
+    """Strict JSON text: non-finite floats become null; anything else non-finite is an error."""
+    return json.dumps(finite(obj), allow_nan=False, **options)
+
+
 def write_json(path: Path, obj) -> None:
-    """Indented JSON, atomically."""
-    write_atomic(path, json.dumps(obj, indent=2) + "\n")
+    """Indented strict JSON (non-finite floats as null), atomically."""
+    write_atomic(path, json_text(obj, indent=2) + "\n")

@@ -124,7 +124,14 @@ def _limit(checks: list[Check], name: str, value, limit, at_least: bool = False)
         return
     ok = value >= limit if at_least else value <= limit
     relation = ">=" if at_least else "<="
-    checks.append(Check(name, ok, f"{value:.3f} (healthy {relation} {limit:g})"))
+    checks.append(Check(name, ok, f"{_number(value)} (healthy {relation} {limit:g})"))
+
+
+def _number(value) -> str:
+    """A measurement as printed in a check: a count (an int) as it is, the rest to 3 decimals."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.3f}"
 
 
 @dataclass(frozen=True)

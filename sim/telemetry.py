@@ -7,7 +7,6 @@ into place when the run ends, crashes or is interrupted, so a reader never sees 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -17,6 +16,7 @@ import torch
 
 from .callbacks import Callback
 from .device import MiB
+from .files import json_text
 from .signals import SIGNALS
 
 MEASURED = tuple(s for s in SIGNALS if s.measure)   # signals that bring their own measurement
@@ -42,7 +42,7 @@ class JsonlFile:
         self.handle = open(self.partial, "w", encoding="utf-8")
 
     def write(self, obj: dict) -> None:
-        self.handle.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.handle.write(json_text(obj, separators=(",", ":")) + "\n")
         self.handle.flush()
 
     def close(self) -> None:

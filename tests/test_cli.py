@@ -1,6 +1,7 @@
 """The CLI as a user drives it."""
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,20 @@ def test_list_and_show():
     (["check", "nan_loss", "--seed", "1", "--cause", "nope", "--fix", "lower_lr"],
      "unknown cause 'nope'"),
     (["check", "nan_loss", "--seed", "1", "--cause", "lr_too_high"], "name a fix"),
+    # a planner setting the planner cannot compute is caught when settings are validated
+    (["run", "oom_13b", "--seed", "0", "--set", "model=gpt2"],
+     "gpt2 has learned positions for only 1024 tokens"),
+    (["run", "oom_13b", "--seed", "0", "--set", "model=gtp2"],
+     "unknown model 'gtp2'; did you mean 'gpt2'"),
+    # ... and graded answers may not change the model at all
+    (["check", "oom_13b", "--seed", "0", "--cause", "full_finetune", "--set", "model=gpt2"],
+     "changes the problem, not the fix"),
+    (["run", "oom_13b", "--set", "gpu=abc"], "not a size"),
+    # an unknown setting lists the valid ones, with a suggestion when one is close
+    (["run", "nan_loss", "--set", "foo=1"], "unknown setting 'foo'; settings: model, vocab_size"),
+    (["run", "nan_loss", "--set", "lrr=1"], "unknown setting 'lrr' (did you mean 'lr'?); settings:"),
+    (["run", "oom_13b", "--set", "foo=1"], "planner settings: model, gpu, method"),
+    (["run", "nan_loss", "--set", "seed=4294967296"], "seed=4294967296: must be at most 4294967295"),
 ])
 def test_bad_input_is_one_line_exit_2(args, fragment):
     result = invoke(*args)
@@ -148,17 +163,40 @@ def test_interrupted_run_leaves_valid_partial_metrics(tmp_path):
 
 
 def test_planner_scenario_is_graded_by_the_planner(tmp_path):
-    seed = _seed_with_cause("oom_13b", "model_states")
+    seed = _seed_with_cause("oom_13b", "full_finetune")
     wrong = invoke("play", "oom_13b", "--seed", seed, "--out", tmp_path / "w",
                    input="memory\n\n1\ncheckpointing\n")
     assert wrong.exit_code == 1, wrong.output
+    # the job opens like a real one: its description and PyTorch's error, nothing that explains
+    opening = " ".join(wrong.output[:wrong.output.index("probe>")].split())   # unwrapped
+    assert "job: llama-2-13b" in opening and "full fine-tune" in opening
+    assert "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate" in opening
+    assert "GPU 0 has a total capacity of 40.00 GB of which" in opening
+    for conclusion in ("optimizer_states", "dominated", "cheapest", "does not fit", "fits:"):
+        assert conclusion not in opening
+    # the breakdown comes from the `memory` probe the learner asked for; checkpointing does not
+    # make full fine-tuning fit, and the verdict says by how much it is over
     assert "optimizer_states" in wrong.output and "NOT_RESOLVED" in wrong.output
-    right = invoke("check", "oom_13b", "--seed", seed, "--cause", "model_states",
+    assert "Your plan:" in wrong.output and "does not fit" in wrong.output
+    right = invoke("check", "oom_13b", "--seed", seed, "--cause", "full_finetune",
                    "--set", "method=qlora", "--json")
     assert right.exit_code == 0, right.output
-    after = json.loads(right.output)["after"]["summary"]
-    assert after["gpu_total_gb"] < 40 < json.loads(right.output)["before"]["summary"]["gpu_total_gb"]
-    bad = invoke("check", "oom_13b", "--seed", seed, "--cause", "model_states", "--set", "gpu=abc")
+    graded = json.loads(right.output)
+    before, after = graded["before"]["summary"], graded["after"]["summary"]
+    assert after["gpu_total_gb"] < 40 < before["gpu_total_gb"]
+    assert before["oom"]["message"].startswith("torch.OutOfMemoryError: CUDA out of memory.")
+    assert after["oom"] is None
+    numbers = re.search(r"Tried to allocate ([\d.]+) (GB|MB)\. .* this process has ([\d.]+) GB",
+                        before["oom"]["message"])
+    tried = float(numbers[1]) / (1 if numbers[2] == "GB" else 1000)
+    assert float(numbers[3]) <= 40 < float(numbers[3]) + tried        # the first that did not fit
+    for summary in (before, after):
+        assert "why" not in summary and "cheapest_that_fit" not in summary
+    folder = tmp_path / "w"
+    assert not {"why", "cheapest_that_fit"} & set(json.loads((folder / "summary.json").read_text()))
+    assert not {"why", "notes"} & set(json.loads((folder / "plan.json").read_text()))
+    assert "cheapest" not in (folder / "summary.md").read_text()
+    bad = invoke("check", "oom_13b", "--seed", seed, "--cause", "full_finetune", "--set", "gpu=abc")
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
 
 
@@ -180,7 +218,13 @@ def test_memory_command_is_registered_and_crosschecks_the_tiny_model():
 
 
 @pytest.mark.parametrize("argv", [["run", "nan_loss", "--seed", "abc"], ["run"], ["bogus"],
-                                  ["show", "nan_loss", "--answer"]])
+                                  ["show", "nan_loss", "--answer"],
+                                  ["run", "nan_loss", "--seed", "99999999999999999999"],
+                                  ["run", "nan_loss", "--seed", "-1"],
+                                  ["check", "nan_loss", "--seed", "4294967296", "--cause",
+                                   "lr_too_high", "--fix", "lower_lr"],
+                                  ["play", "nan_loss", "--seed", "4294967296"],
+                                  ["dev", "check", "nan_loss", "--seeds", "0,4294967296"]])
 def test_click_usage_errors_are_one_line_too(argv):
     code = "import sys; from debugsim import cli; sys.argv = ['debugsim', *sys.argv[1:]]; cli.main()"
     done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
@@ -207,3 +251,64 @@ def test_a_closed_output_pipe_does_not_stop_the_run(tmp_path):
     result = app.execute(prepared, tmp_path)
     assert table._reader_gone
     assert result.status == "completed" and len(result.records) == 60
+
+
+def test_a_seed_out_of_range_is_rejected_before_anything_runs(tmp_path):
+    out = tmp_path / "big"
+    result = invoke("run", "nan_loss", "--seed", "99999999999999999999", "--out", out)
+    assert result.exit_code == 2 and "is not in the range 0<=x<=4294967295" in result.output
+    assert not out.exists()
+    assert invoke("run", "nan_loss", "--seed", "4294967295", "--set", "steps=1",
+                  "--out", tmp_path / "top").exit_code == 0           # the largest seed runs
+    for seed in (-1, 2**32, 10**20, 1.5, True):                       # Python callers too
+        with pytest.raises(app.UsageError, match="must be a whole number from 0 to 4294967295"):
+            app.simulate("nan_loss", seed)
+    with pytest.raises(app.UsageError):
+        app.check("oom_13b", 2**32, "full_finetune", ["lora"])
+    with pytest.raises(app.UsageError):
+        app.incident("nan_loss", -5)
+
+
+def _strict_json(text):
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+
+
+def test_json_has_null_not_nan(tmp_path):
+    """A NaN run's --json, summary.json and metrics.jsonl parse with a strict parser."""
+    cause = ["--cause", "fully_masked_row", "--set", "steps=2"]
+    result = invoke("run", "nan_loss", "--seed", "0", *cause, "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    summary = _strict_json(result.output)["summary"]
+    assert summary["nonfinite_steps"] == 2 and summary["final_loss"] is None
+    assert _strict_json((tmp_path / "summary.json").read_text())["final_loss"] is None
+    _strict_json((tmp_path / "config.json").read_text())
+    for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
+        _strict_json(line)
+    seed = _seed_with_cause("nan_loss", "fully_masked_row")
+    graded = invoke("check", "nan_loss", "--seed", seed, "--cause", "fully_masked_row",
+                    "--fix", "lower_lr", "--json")
+    assert graded.exit_code == 1, graded.output
+    verdict = _strict_json(graded.output)
+    assert verdict["after"]["summary"]["final_loss"] is None
+    _strict_json(invoke("show", "nan_loss", "--json").output)
+    _strict_json(invoke("memory", "--model", "gpt2", "--json").output)
+
+
+def test_json_writers_turn_every_nonfinite_float_into_null(tmp_path):
+    from debugsim.sim.files import json_text, write_json
+    data = {"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5], "c": (2, {"d": 0.0})}
+    expected = {"a": None, "b": [None, None, 1.5], "c": [2, {"d": 0.0}]}
+    assert _strict_json(json_text(data)) == expected
+    write_json(tmp_path / "x.json", data)
+    assert _strict_json((tmp_path / "x.json").read_text()) == expected
+
+
+def test_counts_print_as_integers_in_check_lines():
+    seed = _seed_with_cause("oom", "batch_too_large")
+    result = invoke("check", "oom", "--seed", seed, "--cause", "batch_too_large",
+                    "--fix", "smaller_batch")
+    assert result.exit_code == 1, result.output
+    line = next(l for l in result.output.splitlines() if "training sequences seen" in l)
+    count = line.split(": ", 1)[1].split()[0]
+    assert count.isdigit(), line                    # e.g. "576 (healthy >= 1920)", not "576.000"
+    assert re.search(r"held-out loss: (\d+\.\d{3}|held-out loss not measurable)", result.output)

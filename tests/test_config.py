@@ -1,12 +1,16 @@
 import pytest
 
-from debugsim.sim.config import ConfigError, TrainConfig, parse_assignments, with_overrides
+from debugsim.sim.config import (ConfigError, FIELD_TYPES, TrainConfig, parse_assignments,
+                                   with_overrides)
 
 
 @pytest.mark.parametrize("pairs, message", [
     (["lr=-1"], "lr=-1.0: must be greater than 0"),
     (["batch_size=abc"], "batch_size='abc': expected an integer"),
-    (["lrr=1"], "unknown setting 'lrr' (did you mean 'lr'?)"),
+    (["lrr=1"], "unknown setting 'lrr' (did you mean 'lr'?); settings: "
+                + ", ".join(FIELD_TYPES)),
+    (["foo=1"], "unknown setting 'foo'; settings: " + ", ".join(FIELD_TYPES)),
+    (["seed=4294967296"], "seed=4294967296: must be at most 4294967295"),
     (["precision=fp8"], "precision='fp8': choose one of fp32, fp16, bf16"),
     (["steps=1.5"], "steps='1.5': expected an integer"),
     (["lr"], "'lr': expected key=value, e.g. lr=3e-4"),

@@ -9,7 +9,7 @@ from debugsim.sim.config import TrainConfig, with_overrides
 from debugsim.sim.decoding import (apply_repetition_penalty, ban_repeated_ngrams, choose, generate,
                           nucleus, sample_and_measure)
 from debugsim.sim.probes.samples import render_samples
-from debugsim.sim.faults import StaleKVCache
+from debugsim.sim.team_code import StaleKVCache
 from debugsim.sim.loop import train
 
 A, B, C, D = 4, 5, 6, 7
@@ -150,5 +150,8 @@ def test_samples_probe_redecodes_with_decoding_settings_only():
     result = app.simulate(SCENARIO, 0, "stale_kv_cache", settings={"steps": 30})   # short: cheap
     text = render_samples(result, {"kv_cache": False})
     assert "kv_cache=false" in text and text.count(" | ") == 6
+    assert "*" not in text                       # the text as generated, nothing marked
+    for metric in ("repeated 3-grams", "longest loop", "distinct-2", "grammatical transitions"):
+        assert metric in text.splitlines()[-1]
     with pytest.raises(ValueError, match="decoding settings only"):
         render_samples(result, {"steps": 150})

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from debugsim.sim import app, plots, signals
-from debugsim.sim.faults import GradEnabledEval
+from debugsim.sim.team_code import GradEnabledEval
 from debugsim.sim.scenario import Cause, Criterion, Fault, Scenario
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 from ..config import ConfigError, did_you_mean
 from ..files import write_json
 from ..memplan.accounting import Strategy, plan_memory
+from ..memplan.presets import UnknownModel, get_preset
 from ..memplan.units import parse_size
 from ..result import RunResult
 from .base import Prepared, RunOptions
@@ -28,7 +29,13 @@ def parse_setting(key: str, raw: Any) -> Any:
     if key not in SETTINGS:
         raise ConfigError(f"unknown setting '{key}'{did_you_mean(key, SETTINGS)}; "
                           f"planner settings: {', '.join(SETTINGS)}")
-    if not isinstance(raw, str) or key in ("model", "lora_targets"):
+    if key == "model":
+        try:
+            get_preset(raw) if isinstance(raw, str) else None
+        except UnknownModel as error:
+            raise ConfigError(f"model={raw!r}: {error}") from None
+        return raw
+    if not isinstance(raw, str) or key == "lora_targets":
         return raw
     if key == "gpu":
         try:
@@ -75,13 +82,16 @@ def _settings(incident, fix_ids: Sequence[str] = (),
 
 
 def resolve(settings: Mapping[str, Any]):
-    """(model name, GPU bytes, Strategy); ConfigError if the strategy is impossible."""
+    """(model name, GPU bytes, Strategy); ConfigError (one line) if the model, the GPU or the
+    strategy is unusable, or the planner cannot compute this combination (e.g. a sequence
+    longer than a model with learned positions has positions for)."""
     rest = dict(settings)
-    model, gpu = rest.pop("model"), parse_size(rest.pop("gpu"))
     try:
+        model, gpu = rest.pop("model"), parse_size(rest.pop("gpu"))
         strategy = Strategy(**rest)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(str(error)) from None
+        plan_memory(model, strategy)                # validates the combination, cheaply
+    except (TypeError, ValueError, LookupError) as error:
+        raise ConfigError(" ".join(str(error).split())) from None
     return model, gpu, strategy
 
 
@@ -108,19 +118,23 @@ class PlannerEngine:
 
     def execute(self, prepared: Prepared, out_dir=None,
                 options: RunOptions = RunOptions()) -> RunResult:
-        """The planner's 're-run': a RunResult whose summary says whether the plan fits."""
-        from ..memplan.strategies import rank_strategies
+        """The planner's 're-run': a RunResult whose summary says whether the plan fits.
 
+        A plan that does not fit fails like the real job would: a CUDA out-of-memory error in
+        PyTorch's words, at the first allocation that does not fit. Nothing here ranks the
+        categories or names a remedy: the `plan` and `strategies` probes answer that on request.
+        """
         model, gpu, strategy = resolve(prepared.config)
         plan = plan_memory(model, strategy)
         fits = plan.fits(gpu)
-        _, _, broken = resolve(_settings(prepared.incident))   # the starting point
-        cheaper = [r.label for r in rank_strategies(model, gpu, broken)[:3]]
         usage = f"{plan.gpu_total / 1e9:.1f} GB per GPU of {gpu / 1e9:.0f} GB"
+        error = None if fits else cuda_oom_message(plan, gpu)
         summary = {
             "status": "completed" if fits else "oom",
-            "oom": None if fits else {"step": 0, "message": plan.why(gpu), "detail": usage},
+            "oom": None if fits else {"step": 0, "message": error, "detail": usage},
             "fit_detail": usage,
+            "model": plan.model,
+            "params": plan.params,
             "plan": strategy.label(),
             "strategy": strategy.describe(),
             "gpu_capacity_gb": gpu / 1e9,
@@ -128,8 +142,6 @@ class PlannerEngine:
             "cpu_total_gb": plan.cpu_total / 1e9,
             "breakdown_gb": {k: round(v / 1e9, 3) for k, v in plan.gpu.items() if v},
             "trainable_params": plan.trainable_params,
-            "why": plan.why(gpu),
-            "cheapest_that_fit": cheaper,
             "nonfinite_steps": 0, "suppressed_steps": 0,
             "peak_memory_mb": plan.gpu_total / 2**20,
         }
@@ -138,13 +150,26 @@ class PlannerEngine:
             out.mkdir(parents=True, exist_ok=True)
             settings = {"model": model, "gpu": gpu, **plan.to_dict()["strategy"]}
             write_json(out / "config.json", {**prepared.header(), "config": settings})
-            write_json(out / "plan.json", plan.to_dict(gpu))
+            write_json(out / "plan.json", plan_record(plan, gpu))
             write_json(out / "summary.json", summary)
-        return RunResult(prepared, summary["status"], None if fits else plan.why(gpu), [], {},
+        return RunResult(prepared, summary["status"], error, [], {},
                          summary, out_dir=out, detail=plan)
 
     def summary_lines(self, result: RunResult) -> list[str]:
-        return plan_lines(result.summary)
+        """What the job printed: its description, then how step 0 ended."""
+        summary = result.summary
+        lines = _wrap(f"job: {summary['model']} ({summary['params'] / 1e9:.1f} B parameters) on "
+                      f"a {summary['gpu_capacity_gb']:g} GB GPU: {summary['strategy']}")
+        if summary["oom"]:
+            lines.append("step 0 failed (a simulated error: the planner's byte count, "
+                         "in PyTorch's words):")
+            lines += _wrap(summary["oom"]["message"], indent="  ")
+        else:
+            lines.append(f"step 0 completed (simulated): {summary['gpu_total_gb']:.1f} GB of "
+                         f"{summary['gpu_capacity_gb']:g} GB per GPU in use at the peak"
+                         + (f", {summary['cpu_total_gb']:.1f} GB in CPU RAM"
+                            if summary["cpu_total_gb"] else ""))
+        return lines
 
     def write_plots(self, result: RunResult, out_dir: Path) -> list[Path]:
         from ..memplan.chart import plot_plans
@@ -166,18 +191,95 @@ class PlannerEngine:
         return path
 
     def verdict_notes(self, verdict) -> list[str]:
-        return ["Your plan: " + verdict.after.summary["why"]]
+        """Whether the re-computed plan fits, and by how much (the re-run's evidence)."""
+        after = verdict.after.summary
+        total, cap = after["gpu_total_gb"], after["gpu_capacity_gb"]
+        margin = (f"fits, {cap - total:.1f} GB to spare" if total <= cap
+                  else f"does not fit, {total - cap:.1f} GB over")
+        return [f"Your plan: {total:.1f} GB per GPU of {cap:g} GB: {margin}"]
+
+
+def plan_record(plan, gpu: int) -> dict:
+    """plan.json: the plan's numbers (bytes), without the planner's explanations (its 'why'
+    sentence and its accounting notes)."""
+    record = plan.to_dict(gpu)
+    for explanation in ("why", "notes"):
+        record.pop(explanation, None)
+    return record
+
+
+def cuda_oom_message(plan, gpu: int) -> str:
+    """The error PyTorch's caching allocator would raise for this plan: the job allocates in
+    the order a training step does (weights, fp32 master copy, the forward's activations and
+    logits, the gradients, the optimizer's state at the first update), one layer's share at a
+    time, and the first allocation that does not fit raises."""
+    tried, allocated = _failing_allocation(plan, gpu)
+    return (f"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {_size(tried)}. "
+            f"GPU 0 has a total capacity of {_size(gpu)} of which {_size(gpu - allocated)} is "
+            f"free. Including non-PyTorch memory, this process has {_size(allocated)} memory in "
+            f"use. Of the allocated memory {_size(allocated)} is allocated by PyTorch, and "
+            f"0 bytes is reserved by PyTorch but unallocated. If reserved but unallocated memory "
+            f"is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid "
+            f"fragmentation.  See documentation for Memory Management  "
+            f"(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)")
+
+
+_ALLOCATION_ORDER = ("weights", "kv_cache", "master_weights", "gather_buffer", "activations",
+                     "logits", "gradients", "optimizer_states")
+
+
+def _failing_allocation(plan, gpu: int) -> tuple[int, int]:
+    """(bytes requested, bytes already allocated) at the first allocation that does not fit."""
+    layers = plan.arch.layers if plan.arch is not None else 1
+    order = [*_ALLOCATION_ORDER, *(c for c in plan.gpu if c not in _ALLOCATION_ORDER)]
+    allocated = 0
+    for category in order:
+        total = plan.gpu.get(category, 0)
+        pieces = 1 if category in ("logits", "gather_buffer") else layers
+        chunk = -(-total // pieces) if total else 0
+        done = 0
+        while done < total:
+            size = min(chunk, total - done)
+            if allocated + size > gpu:
+                return size, allocated
+            allocated, done = allocated + size, done + size
+    return 0, allocated                         # fits: nothing failed
+
+
+def _size(n: float) -> str:
+    """PyTorch's format_size, in the planner's decimal units (GB = 10^9 bytes)."""
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f} MB"
+    if n >= 1e3:
+        return f"{n / 1e3:.2f} KB"
+    return f"{int(n)} bytes"
+
+
+def _wrap(text: str, indent: str = "", width: int = 96) -> list[str]:
+    import textwrap
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False)
 
 
 def plan_lines(summary: Mapping[str, Any]) -> list[str]:
-    lines = [f"plan: {summary['strategy']}",
-             f"per-GPU memory: {summary['gpu_total_gb']:.1f} GB of {summary['gpu_capacity_gb']:.0f} GB"
-             + (f" (+{summary['cpu_total_gb']:.1f} GB on the CPU)" if summary["cpu_total_gb"] else ""),
-             "  " + ", ".join(f"{k} {v:.1f} GB" for k, v in summary["breakdown_gb"].items()),
-             summary["why"]]
-    if summary["cheapest_that_fit"]:
-        lines.append("cheapest combinations that fit, by cost: "
-                     + ", ".join(summary["cheapest_that_fit"]))
+    """The `plan` probe: per-GPU memory by category, in the planner's fixed category order."""
+    from ..memplan.accounting import CATEGORIES
+    total = summary["gpu_total_gb"] or 1.0
+    lines = [*_wrap(f"plan: {summary['strategy']}"),
+             f"per-GPU memory: {summary['gpu_total_gb']:.1f} GB of "
+             f"{summary['gpu_capacity_gb']:g} GB"
+             + (f" (+{summary['cpu_total_gb']:.1f} GB on the CPU)"
+                if summary["cpu_total_gb"] else ""),
+             f"  {'category':<18}{'per GPU':>11}{'share':>8}"]
+    breakdown = summary["breakdown_gb"]
+    for category in [*CATEGORIES, *(c for c in breakdown if c not in CATEGORIES)]:
+        if breakdown.get(category):
+            value = breakdown[category]
+            lines.append(f"  {category:<18}{value:>8.2f} GB{100 * value / total:>7.1f}%")
+    lines.append(f"  {'total':<18}{summary['gpu_total_gb']:>8.2f} GB")
+    lines.append(f"trainable parameters: {summary['trainable_params'] / 1e6:,.1f} M")
     return lines
 
 

@@ -5,11 +5,11 @@ stderr with exit code 2 (no usage banner, no traceback).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 import click
 
+from ..files import json_text
 from .accounting import CATEGORIES, METHODS, OPTIMIZER_BYTES, PRECISIONS, Strategy, plan_memory
 from .arch import Architecture
 from .presets import PRESETS, UnknownModel, get_preset
@@ -247,7 +247,7 @@ def memory_command(model, layers, hidden, heads, kv_heads, intermediate, vocab, 
         if as_json:
             out["plot"] = plot
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json_text(out, indent=2))
         return
 
     # ---- text report ----------------------------------------------------------

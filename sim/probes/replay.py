@@ -1,27 +1,39 @@
-"""Anomaly detection: replay the first non-finite step and name the op."""
+"""Anomaly detection: replay the run to its first non-finite step and run that step again
+under `torch.autograd.detect_anomaly(check_nan=True)`. Shows what PyTorch reports, not why."""
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
+from ..callbacks import Callback
 from ..result import RunResult
 from ._common import _finite, nonfinite_steps, end_note, _rebuild, _untracked, _Stop, _fmt
 
 
 _BACKWARD_RE = re.compile(r"Function '(\w+)' returned nan values in its (\d+)\w* output")
+_FRAME_RE = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n(?:[ \t]+(\S.*)\n?)?')
+
+# The code a training step runs: frames of these files are shown, the rest (torch, the probe's
+# own replay machinery, the app layer) are not.
+_ROOT = Path(__file__).resolve().parents[2]          # the package root (sim/.., scenarios/..)
+_TRAINING_FILES = frozenset({"sim/loop.py", "sim/models.py", "sim/team_code.py",
+                             "sim/callbacks.py", "sim/data.py", "sim/device.py"})
 
 
 def anomaly(result: RunResult, step: int | None = None) -> dict:
-    """Replay the run to its first step with a non-finite loss or gradient, then recompute that
-    step's forward and backward under `torch.autograd.detect_anomaly(check_nan=True)` while
-    watching every operator: name the op that first produced a NaN (and the one that first
-    produced an inf), the module it ran in, whether the forward loss was already non-finite,
-    and the backward Function that anomaly mode flags.
+    """Replay the run to its first step with a non-finite loss or gradient (or to `step`) and
+    run that step's forward and backward under `torch.autograd.detect_anomaly(check_nan=True)`.
 
-    `step` replays a chosen step instead of the first non-finite one.
+    The report holds what a debugger would show there, as data: the step, its learning rate,
+    the forward loss of each micro-batch, the parameters that were already non-finite, what
+    anomaly mode raised (its warning and error text, and the forward traceback of the flagged
+    autograd Function, cut to the training code's frames), and a plain forward check: the first
+    torch function whose output held a NaN (or an inf) while its inputs did not, with the
+    traceback anomaly mode recorded for it.
     """
     bad = nonfinite_steps(result)
     if step is None and not bad:
@@ -29,297 +41,257 @@ def anomaly(result: RunResult, step: int | None = None) -> dict:
                 else "no steps were recorded")
         return {"found": False, "step": None, "note": f"{note}; {end_note(result)}"}
     target = bad[0] if step is None else step
-    from ..callbacks import Callback
     from ..loop import train
 
     config, callbacks, note = _rebuild(result)
     replay = dataclasses.replace(_untracked(config), steps=max(config.steps, target + 1))
-    loss_scale_skip = config.precision == "fp16" and config.loss_scale == "dynamic"
-
-    class Halt(Callback):
-        """Stops the replay after the backward of the target step, before its update."""
-        def __init__(self) -> None:
-            self.run, self.batches = None, []
-
-        def on_step_start(self, run):
-            self.batches = []
-
-        def on_batch(self, run, batch):
-            self.batches.append(batch)      # after the fault callbacks: what the model saw
-
-        def on_after_backward(self, run):
-            bad_now = not math.isfinite(run.loss) or not run.grads_finite
-            if loss_scale_skip and math.isfinite(run.loss):
-                bad_now = False             # a deliberate overflow skip of the loss scaler
-            if run.step == target or (step is None and bad_now):
-                self.run = run
-                raise _Stop
-
-    halt = Halt()
+    watch = _StepWatch(target)
+    error_text = None
     try:
-        train(replay, [*callbacks, halt])
-    except _Stop:
-        pass
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                train(replay, [*callbacks, watch])
+            except _Stop:
+                pass
+            except RuntimeError as error:
+                if watch.run is None or not _BACKWARD_RE.search(str(error)):
+                    raise
+                error_text = str(error)
     except Exception as error:
         return {"found": False, "step": target, "note": f"the replay failed: {error}"}
-    run = halt.run
-    if run is None:
+    finally:
+        watch.stop_watching()
+    if watch.run is None:
         return {"found": False, "step": target,
-                "note": f"the replay reached no non-finite step (expected step {target})"}
-    report = _replay_step(run, halt.batches, callbacks)
-    report.update(_context(result, run))
-    report["step"] = run.step
+                "note": f"the replay did not reach step {target}"}
+    report = watch.report
+    report["anomaly"] = _anomaly_report(error_text, [str(w.message) for w in caught])
+    report.update(_context(result, watch.run))
     report["recorded_first_nonfinite"] = bad[0] if bad else None
     if note:
         report["note"] = note
     return report
 
 
-def _replay_step(run, batches, callbacks) -> dict:
-    """Recompute one step's micro-batches under anomaly mode and the non-finite op watcher."""
-    import torch
-    from ..callbacks import CallbackList
-    from ..loop import autocast_for, loss_scale_of, token_loss
+class _StepWatch(Callback):
+    """A callback: at the target step, anomaly mode and the forward check are on from the start
+    of the step until its backward is done (or anomaly mode raises); then the replay stops."""
 
-    config, model = run.config, run.model
-    hooks = CallbackList(callbacks)
-    names = {module: name for name, module in model.named_modules()}
-    watcher = _NonFiniteWatcher()
-    handles = []
-    for module, name in names.items():
-        handles.append(module.register_forward_pre_hook(
-            lambda m, args, name=name: watcher.stack.append(name or "model")))
-        handles.append(module.register_forward_hook(
-            lambda m, args, out, name=name: watcher.leave(name or "model", args, out)))
-    params_nonfinite = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
-    max_abs_param = max(float(p.detach().abs().max()) for p in model.parameters())
-    scale = loss_scale_of(config)
-    report: dict[str, Any] = {"found": True, "params_nonfinite_before": params_nonfinite,
-                              "max_abs_param": max_abs_param}
-    model.zero_grad(set_to_none=True)
-    try:
-        for micro, batch in enumerate(batches):
-            watcher.reset()
-            watcher.phase = "forward"
-            captured = []
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                with torch.autograd.detect_anomaly(check_nan=True):
-                    with watcher:
-                        with autocast_for(config):
-                            logits = model(batch.tokens, batch.key_padding)
-                            watcher.stack.append("the loss computation")
-                            loss_sum, n_tokens = token_loss(logits, batch.targets)
-                            loss = loss_sum / n_tokens.clamp(min=1)
-                            loss = hooks.loss(run, loss_sum, n_tokens, loss)
-                            watcher.stack.pop()
-                        forward_loss = float(loss.detach())
-                        watcher.phase = "backward"
-                        scaled = loss / config.grad_accum_steps
-                        if run.scaler is not None:
-                            scaled = scaled * run.scaler.get_scale()
-                        elif scale is not None:
-                            scaled = scaled * scale
-                        try:
-                            scaled.backward()
-                        except RuntimeError as error:
-                            captured.append(str(error))
-                warning_text = [str(w.message) for w in caught
-                                if "Error detected in" in str(w.message)]
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            grads_finite = all(bool(torch.isfinite(g).all()) for g in grads)
-            if (math.isfinite(forward_loss) and grads_finite and not captured
-                    and micro < len(batches) - 1):
-                continue                    # this micro-batch was fine; the next one is not
-            report.update({
-                "micro": micro,
-                "forward_loss": forward_loss,
-                "forward_nonfinite": not math.isfinite(forward_loss),
-                "n_tokens": int(n_tokens),
-                "grads_finite": grads_finite,
-                "first_nan": watcher.first_nan,
-                "first_inf": watcher.first_inf,
-                "first_nonfinite_module": watcher.first_module,
-                "backward_function": None, "backward_output": None,
-                "forward_traceback": None,
-            })
-            for message in captured:
-                match = _BACKWARD_RE.search(message)
-                if match:
-                    report["backward_function"] = match.group(1)
-                    report["backward_output"] = int(match.group(2))
-                else:
-                    report["backward_error"] = message
-            if warning_text:
-                report["forward_traceback"] = _user_frames(warning_text[0])
-            break
-    finally:
-        for handle in handles:
-            handle.remove()
-    report["culprit"] = _culprit(report)
-    return report
+    def __init__(self, target: int) -> None:
+        self.target, self.run = target, None
+        self.report: dict[str, Any] = {}
+        self._anomaly_before = None
+        self._forward: _ForwardCheck | None = None
 
-
-class _NonFiniteWatcher:
-    """A dispatch mode that notes the first op whose output holds a NaN (inf) while none of its
-    inputs does: the op that created it, not one that merely passed it on."""
-
-    def __init__(self) -> None:
-        self.stack: list[str] = []
-        self.phase = "forward"
-        self.reset()
-
-    def reset(self) -> None:
-        self.first_nan = self.first_inf = self.first_module = None
-        self.stack = []
-        self.ops = 0                    # ops seen so far: orders the first NaN and first inf
-
-    def leave(self, name: str, args, out) -> None:
-        """Forward hook: note the first module whose output is non-finite while its inputs
-        were finite (the module that produced it, not one that passed it on)."""
+    def on_step_start(self, run) -> None:
         import torch
-        from torch.utils._pytree import tree_leaves
-        if self.stack and self.stack[-1] == name:
-            self.stack.pop()
-        if self.first_module is not None:
+        if run.step != self.target:
             return
-        outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
-        if outs and not all(bool(torch.isfinite(t).all()) for t in outs):
-            ins = [t for t in tree_leaves(args) if isinstance(t, torch.Tensor)
-                   and t.is_floating_point()]
-            if all(bool(torch.isfinite(t).all()) for t in ins):
-                self.first_module = name
+        self.run = run
+        params = dict(run.model.named_parameters())
+        self.report = {
+            "found": True, "step": run.step, "lr": run.lr, "micro_batches": 0,
+            "forward_loss": [],
+            "params_nonfinite_before": [n for n, p in params.items()
+                                        if not bool(torch.isfinite(p).all())],
+            "max_abs_param": max(float(p.detach().abs().max()) for p in params.values()),
+        }
+        self._anomaly_before = (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled())
+        torch.autograd.set_detect_anomaly(True, check_nan=True)
+        self._forward = _ForwardCheck(run.model)
+        self._forward.start()
 
-    def __enter__(self):
-        from torch.utils._python_dispatch import TorchDispatchMode
-        watcher = self
+    def on_loss(self, run, loss_sum, n_tokens, loss):
+        if run.step == self.target and self.run is not None:
+            self.report["micro_batches"] += 1
+            self.report["forward_loss"].append(float(loss.detach()))
+        return None
 
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def on_after_backward(self, run) -> None:
+        if run.step != self.target:
+            return
+        self.report["grad_norm"] = run.grad_norm
+        grads = [(n, p.grad) for n, p in run.model.named_parameters() if p.grad is not None]
+        self.report["params_with_nonfinite_grad"] = [
+            n for n, g in grads if not bool(g.isfinite().all())]
+        self.stop_watching()
+        raise _Stop
+
+    def on_run_end(self, run) -> None:
+        self.stop_watching()
+
+    def stop_watching(self) -> None:
+        import torch
+        if self._forward is not None:
+            self._forward.stop()
+            self.report["forward_check"] = self._forward.report()
+            self._forward = None
+        if self._anomaly_before is not None:
+            torch.autograd.set_detect_anomaly(*self._anomaly_before)
+            self._anomaly_before = None
+
+
+class _ForwardCheck:
+    """Checks the output of every torch function called in the forward pass for NaN and inf
+    (a TorchFunctionMode), and every module's output (forward hooks). Notes the first function
+    whose output held a NaN while none of its inputs did, the same for inf, and the first module
+    whose output was non-finite while its inputs were finite."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.first_nan = self.first_inf = self.first_module = None
+        self.calls = 0
+        self._mode = None
+        self._handles: list = []
+
+    def start(self) -> None:
+        from torch.overrides import TorchFunctionMode
+        check = self
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
                 out = func(*args, **(kwargs or {}))
-                watcher.inspect(func, args, kwargs or {}, out)
+                check.inspect(func, args, kwargs or {}, out)
                 return out
 
+        for name, module in self.model.named_modules():
+            self._handles.append(module.register_forward_hook(
+                lambda m, args, out, name=name: self.leave(name or "model", m, args, out)))
         self._mode = Mode()
         self._mode.__enter__()
-        return self
 
-    def __exit__(self, *exc):
-        return self._mode.__exit__(*exc)
+    def stop(self) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def report(self) -> dict:
+        return {"first_nan": self.first_nan, "first_inf": self.first_inf,
+                "first_nonfinite_module": self.first_module}
+
+    def leave(self, name: str, module, args, out) -> None:
+        if self.first_module is not None:
+            return
+        outs, ins = _float_tensors(out), _float_tensors(args)
+        if outs and not all(_all_finite(t) for t in outs) and all(_all_finite(t) for t in ins):
+            self.first_module = {"module": name, "type": type(module).__name__}
 
     def inspect(self, func, args, kwargs, out) -> None:
         import torch
-        from torch.utils._pytree import tree_leaves
-        self.ops += 1
+        self.calls += 1
         if self.first_nan is not None and self.first_inf is not None:
             return
-        outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)
-                and t.is_floating_point()]
+        outs = _float_tensors(out)
         if not outs:
             return
         out_nan = any(bool(torch.isnan(t).any()) for t in outs)
         out_inf = any(bool(torch.isinf(t).any()) for t in outs)
         if not (out_nan or out_inf):
             return
-        ins = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)
-               and t.is_floating_point()]
-        scalars = [v for v in tree_leaves((args, kwargs)) if isinstance(v, float)]
+        ins = _float_tensors((args, kwargs))
+        scalars = [v for v in _leaves((args, kwargs)) if isinstance(v, float)]
         in_nan = any(bool(torch.isnan(t).any()) for t in ins) or any(v != v for v in scalars)
         in_inf = any(bool(torch.isinf(t).any()) for t in ins) or any(
             math.isinf(v) for v in scalars)
-        where = {"op": _op_name(func), "phase": self.phase,
-                 "module": self.stack[-1] if self.stack else
-                 ("the backward pass" if self.phase == "backward" else "outside the model"),
-                 "inputs_had_inf": in_inf, "index": self.ops,
-                 "dtype": str(outs[0].dtype).replace("torch.", "")}
-        if (out_nan and not in_nan and self.first_nan is None) or (
-                out_inf and not in_inf and not in_nan and self.first_inf is None):
-            where["detail"] = _op_detail(where["op"], [
-                t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)],
-                overflow=out_inf and not in_inf and not in_nan, dtype=outs[0].dtype)
-        if out_nan and not in_nan and self.first_nan is None:
-            self.first_nan = where
-        if out_inf and not in_inf and not in_nan and self.first_inf is None:
-            self.first_inf = where
+        new_nan = out_nan and not in_nan and self.first_nan is None
+        new_inf = out_inf and not in_inf and not in_nan and self.first_inf is None
+        if not (new_nan or new_inf):
+            return
+        from torch.overrides import resolve_name
+        tensor_args = [t for t in _leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        grad_fn = next((t.grad_fn for t in outs if t.grad_fn is not None), None)
+        recorded = grad_fn.metadata.get("traceback_") if grad_fn is not None else None
+        if recorded:
+            frames = _training_frames("".join(recorded))
+        else:                                   # no autograd node (no_grad): the Python stack
+            import traceback
+            frames = _training_frames("".join(traceback.format_stack()))
+        event = {"function": resolve_name(func) or getattr(func, "__name__", str(func)),
+                 "grad_fn": type(grad_fn).__name__ if grad_fn is not None else None,
+                 "call": self.calls,
+                 "output": _describe(outs[0]),
+                 "inputs": [_describe(t) for t in tensor_args[:3]],
+                 "traceback": frames}
+        if new_nan:
+            self.first_nan = event
+        if new_inf:
+            self.first_inf = event
 
 
-def _op_detail(op: str, inputs, overflow: bool = False, dtype=None) -> str:
-    """What about an op's inputs made it produce a non-finite value, in words."""
+def _leaves(tree) -> list:
+    from torch.utils._pytree import tree_leaves
+    return tree_leaves(tree)
+
+
+def _float_tensors(tree) -> list:
     import torch
-    if not inputs:
-        return ""
-    floats = [t for t in inputs if t.is_floating_point()]
-    x = inputs[0] if inputs[0].is_floating_point() else inputs[0].float()
-    if "softmax" in op:
-        rows = x.reshape(-1, x.shape[-1]) if x.dim() else x.reshape(1, 1)
-        dead = int(torch.isneginf(rows).all(-1).sum())
-        if dead:
-            return f"{dead} of {rows.shape[0]} input rows were entirely -inf (nothing to attend to)"
-    if op.startswith("aten.div") and len(inputs) >= 2:
-        num, den = inputs[0], inputs[1]
+    return [t for t in _leaves(tree) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+
+
+def _all_finite(tensor) -> bool:
+    import torch
+    return bool(torch.isfinite(tensor).all())
+
+
+def _describe(tensor) -> str:
+    """'float32[8, 4, 24, 24] min -inf max 0.61 (nan: 0, inf: 5040)': what `p t` would tell."""
+    import torch
+    dtype = str(tensor.dtype).replace("torch.", "")
+    shape = f"{dtype}[{', '.join(map(str, tensor.shape))}]"
+    if tensor.numel() == 0:
+        return f"{shape} (empty)"
+    values = tensor.detach()
+    if not values.is_floating_point() and not values.is_complex():
+        values = values.double() if values.dtype != torch.bool else values.long()
+    if values.numel() == 1:
+        return f"{shape} = {_fmt(float(values.reshape(())))}"
+    values = values.float()
+    nan, inf = int(torch.isnan(values).sum()), int(torch.isinf(values).sum())
+    numbers = values[~torch.isnan(values)]
+    if not numbers.numel():
+        return f"{shape} all nan"
+    lowest, highest = float(numbers.min()), float(numbers.max())
+    counts = f" (nan: {nan}, inf: {inf})" if nan or inf else ""
+    return f"{shape} min {_fmt(lowest, '.3g')} max {_fmt(highest, '.3g')}{counts}"
+
+
+def _training_frames(text: str) -> list[dict]:
+    """The training code's frames of a Python traceback text, outermost first."""
+    frames = []
+    for path, line, function, code in _FRAME_RE.findall(text):
         try:
-            both = int(((num == 0) & (den == 0)).sum())
-        except RuntimeError:                # shapes that do not broadcast: skip the 0/0 count
-            both = 0
-        if both:
-            return f"0 / 0 in {both} element(s)"
-        zeros = int((den == 0).sum())
-        if zeros:
-            return f"the divisor was 0 in {zeros} element(s)"
-    if op.startswith("aten.log") and "softmax" not in op and int((x <= 0).sum()):
-        return f"{int((x <= 0).sum())} input(s) <= 0"
-    if "sqrt" in op and int((x < 0).sum()):
-        return f"{int((x < 0).sum())} negative input(s)"
-    finite = [t[torch.isfinite(t)] for t in floats]
-    finite = [t for t in finite if t.numel()]
-    largest = max(float(t.abs().max()) for t in finite) if finite else None
-    if overflow and dtype is not None and dtype.is_floating_point:
-        return (f"overflow: {str(dtype).replace('torch.', '')} holds at most "
-                f"{torch.finfo(dtype).max:.3g}"
-                + (f"; largest |input| {largest:.3g}" if largest is not None else ""))
-    return f"largest |input| {largest:.3g}" if largest is not None else ""
+            relative = Path(path).resolve().relative_to(_ROOT).as_posix()
+        except ValueError:
+            continue                            # torch, the standard library, tests
+        if relative in _TRAINING_FILES or relative.startswith("scenarios/"):
+            frames.append({"file": relative, "line": int(line), "function": function,
+                           "code": code.strip()})
+    return frames
 
 
-def _op_name(func) -> str:
-    name = str(func)                    # e.g. "aten._softmax.default"
-    return name[:-len(".default")] if name.endswith(".default") else name
-
-
-def _user_frames(text: str) -> list[str]:
-    """The project's own frames from anomaly mode's forward traceback, innermost last."""
-    frames = re.findall(r'File "([^"]+)", line (\d+), in (\w+)\n\s+(.+)', text)
-    keep = [f"{path.rsplit('/', 1)[-1]}:{line} in {fn}: {code.strip()}"
-            for path, line, fn, code in frames
-            if ("/sim/" in path or "/scenarios/" in path) and "/probes/" not in path]
-    return keep[-4:]
-
-
-def _culprit(report: dict) -> str | None:
-    """One phrase naming where the first non-finite value came from: the earlier of the op that
-    first made an inf (an overflow) and the op that first made a NaN."""
-    if report.get("params_nonfinite_before"):
-        return "parameters were already non-finite before this step (an earlier update)"
-    events = [(e["index"], kind, e) for kind, e in (("NaN", report.get("first_nan")),
-                                                     ("inf", report.get("first_inf"))) if e]
-    if events:
-        _, kind, e = min(events, key=lambda item: item[0])
-        where = f" in {_module_words(e['module'])}" if e["phase"] == "forward" else ""
-        what = "overflow to inf" if kind == "inf" else "NaN"
-        return f"{e['op']}{where} ({e['phase']}, {what})"
-    if report.get("backward_function"):
-        return f"{report['backward_function']} (backward)"
-    return None
-
-
-def _module_words(module: str) -> str:
-    """'blocks.0.attn' -> "module 'blocks.0.attn'"; descriptive names stay as they are."""
-    return module if " " in module else f"module '{module}'"
+def _anomaly_report(error_text: str | None, messages: list[str]) -> dict:
+    """What anomaly mode printed: its warning (with the forward traceback) and its error."""
+    report: dict[str, Any] = {"error": None, "function": None, "output": None,
+                              "warning": None, "forward_traceback": []}
+    if error_text:
+        match = _BACKWARD_RE.search(error_text)
+        report.update({"error": f"RuntimeError: {error_text.strip()}",
+                       "function": match.group(1), "output": int(match.group(2))})
+    detected = [m for m in messages if m.startswith("Error detected in")]
+    if detected:
+        report["warning"] = "UserWarning: " + detected[0].split("\n", 1)[0]
+        report["forward_traceback"] = _training_frames(detected[0])
+    return report
 
 
 def _context(result: RunResult, run) -> dict:
-    """What the records say about the steps leading up to it (for an exploding run)."""
+    """What the records say about the steps before it."""
     before = [r for r in result.records if r["step"] < run.step]
-    context: dict[str, Any] = {"lr": run.lr}
+    context: dict[str, Any] = {}
     norms = [r.get("param_norm") for r in before]
     if norms and _finite(norms[0]) and _finite(norms[-1]):
         context["param_norm_start"] = norms[0]
@@ -333,51 +305,74 @@ def _context(result: RunResult, run) -> dict:
     return context
 
 
+def _render_frames(frames: list[dict], indent: str) -> list[str]:
+    lines = []
+    for frame in frames:
+        lines.append(f'{indent}File "{frame["file"]}", line {frame["line"]}, '
+                     f'in {frame["function"]}')
+        if frame["code"]:
+            lines.append(f"{indent}  {frame['code']}")
+    return lines or [f"{indent}(no frame of the training code)"]
+
+
 def render_anomaly(report: dict) -> str:
     if not report.get("found"):
         return f"anomaly detection: {report.get('note')}"
     r = report
-    lines = [f"anomaly detection at step {r['step']}"
-             + (f", micro-batch {r['micro']}" if r.get("micro") else "")
-             + f" (lr {_fmt(r.get('lr'), '.3g')})"]
-    lines.append(f"  forward loss: {_fmt(r.get('forward_loss'))}"
-                 + ("  <-- already non-finite before backward" if r.get("forward_nonfinite")
-                    else "") + f"  (supervised tokens: {r.get('n_tokens')})")
-    if r.get("params_nonfinite_before"):
-        lines.append(f"  parameters already non-finite before this step: "
-                     f"{', '.join(r['params_nonfinite_before'][:6])}")
-    lines.append(f"  largest |parameter|: {_fmt(r.get('max_abs_param'))}")
+    losses = ", ".join(_fmt(v) for v in r.get("forward_loss", []))
+    lines = [f"step {r['step']}  lr {_fmt(r.get('lr'), '.3g')}  "
+             f"forward loss {losses or '-'}"
+             + (f"  (micro-batches run: {r['micro_batches']})"
+                if r.get("micro_batches", 0) > 1 else "")]
+    nonfinite = r.get("params_nonfinite_before") or []
+    lines.append("parameters non-finite at the start of the step: "
+                 + (", ".join(nonfinite[:6]) + (f" (+{len(nonfinite) - 6} more)"
+                                                if len(nonfinite) > 6 else "")
+                    if nonfinite else "none")
+                 + f"; largest |parameter| {_fmt(r.get('max_abs_param'))}")
     if "param_norm_start" in r:
-        lines.append(f"  parameter norm: {_fmt(r['param_norm_start'])} at step 0 -> "
-                     f"{_fmt(r['param_norm_before'])} just before; largest update/param ratio "
-                     f"{_fmt(r.get('max_update_ratio_before'), '.3g')}")
-    events = sorted((r[key]["index"], key) for key in ("first_inf", "first_nan") if r.get(key))
-    for _, key in events:
-        where, label = r[key], "first inf made by" if key == "first_inf" else "first NaN made by"
-        if where:
-            place = ("" if where["phase"] == "backward"
-                     else f" in {_module_words(where['module'])}")
-            lines.append(f"  {label:<18} {where['op']}{place} ({where['phase']})"
-                         + (f": {where['detail']}" if where.get("detail") else ""))
-    if r.get("first_nonfinite_module"):
-        lines.append(f"  first module to turn finite inputs into a non-finite output: "
-                     f"{r['first_nonfinite_module']}")
-    if r.get("backward_function"):
-        lines.append(f"  anomaly mode: Function '{r['backward_function']}' returned nan values "
-                     f"in its {r['backward_output']}th output"
-                     + (" (the backward only carries the forward's NaN back)"
-                        if r.get("forward_nonfinite") else ""))
-    elif r.get("backward_error"):
-        lines.append(f"  anomaly mode: {r['backward_error']}")
-    else:
-        lines.append("  anomaly mode: no backward Function returned NaN")
-    if r.get("forward_traceback"):
-        lines.append("  forward call of that Function:")
-        lines.extend(f"    {frame}" for frame in r["forward_traceback"])
-    if r.get("culprit"):
-        lines.append(f"  => first non-finite value: {r['culprit']}")
+        norms = f"parameter norm {_fmt(r['param_norm_start'])} at step 0" + (
+            f", {_fmt(r['param_norm_before'])} at step {r['step'] - 1}" if r["step"] > 1 else "")
+        lines.append(f"records before this step: {norms}; "
+                     f"largest grad norm {_fmt(r.get('max_grad_norm_before'))}; largest "
+                     f"update/param {_fmt(r.get('max_update_ratio_before'), '.3g')}")
+
+    lines.append("")
+    lines.append("with torch.autograd.detect_anomaly(check_nan=True):")
+    a = r.get("anomaly") or {}
+    if a.get("warning"):
+        lines.append(f"  {a['warning']}")
+        lines.extend(_render_frames(a.get("forward_traceback") or [], "    "))
+    if a.get("error"):
+        lines.append(f"  {a['error']}")
+    if not a.get("warning") and not a.get("error"):
+        grads = r.get("params_with_nonfinite_grad")
+        lines.append("  backward finished without an error; grad norm "
+                     f"{_fmt(r.get('grad_norm'))}"
+                     + (f"; non-finite gradients in {len(grads)} parameter(s)" if grads else ""))
+
+    check = r.get("forward_check") or {}
+    lines.append("")
+    lines.append("forward check (nan/inf in each torch function's and module's output):")
+    events = sorted(((e["call"], kind, e) for kind, e in (("nan", check.get("first_nan")),
+                                                          ("inf", check.get("first_inf"))) if e),
+                    key=lambda item: item[0])
+    if not events and not check.get("first_nonfinite_module"):
+        lines.append("  no output held nan or inf")
+    for call, kind, e in events:
+        made = f"first {kind} in an output (none in its inputs)"
+        lines.append(f"  {made}: {e['function']}"
+                     + (f" -> {e['grad_fn']}" if e.get("grad_fn") else ""))
+        lines.append(f"    output {e['output']}")
+        for text in e["inputs"]:
+            lines.append(f"    input  {text}")
+        lines.extend(_render_frames(e["traceback"], "    "))
+    if check.get("first_nonfinite_module"):
+        m = check["first_nonfinite_module"]
+        lines.append(f"  first module with a nan/inf output (none in its inputs): "
+                     f"{m['module']} ({m['type']})")
     if r.get("note"):
-        lines.append(f"  note: {r['note']}")
+        lines.append(f"note: {r['note']}")
     return "\n".join(lines)
 
 

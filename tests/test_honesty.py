@@ -1,0 +1,125 @@
+"""Honest grading: nothing a learner sees names the hidden cause, and only a real fix passes."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from debugsim import cli
+from debugsim.sim import app, home, registry
+
+KEYS = ("honesty-key-a", "honesty-key-b")
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.cli, [str(a) for a in args])
+
+
+def _learner_visible_text(folder) -> str:
+    """Everything a run folder holds that a person or a script can read."""
+    parts = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in (".json", ".jsonl", ".md"):
+            parts.append(path.read_text())
+        elif path.suffix == ".png":
+            parts.append(path.read_bytes().decode("latin-1"))     # PNG text chunks
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("scenario", registry.all_scenarios(), ids=lambda s: s.id)
+def test_no_learner_visible_output_names_the_cause(scenario, tmp_path):
+    for key in KEYS:
+        for cause in scenario.causes:
+            prepared = app.injected(scenario, 11, cause.id, key=key)
+            out = tmp_path / f"{key}-{cause.id}"
+            result = app.run(prepared, out)
+            visible = "\n".join([_learner_visible_text(out),
+                                 *prepared.engine.summary_lines(result), *app.changes(prepared)])
+            for named in (cause.id, cause.title):
+                assert named not in visible, f"{cause.id} shows in {out}"
+
+
+def test_run_with_a_cause_is_a_fresh_incident_not_the_learners(tmp_path):
+    seed = next(s for s in range(50) if app.incident("nan_loss", s).cause_id == "lr_too_high")
+    mine = app.run(app.incident("nan_loss", seed), tmp_path / "mine")
+    fresh = app.run(app.injected("nan_loss", seed, "lr_too_high"), tmp_path / "fresh")
+    assert mine.prepared.config != fresh.prepared.config
+    assert (tmp_path / "mine" / "metrics.jsonl").read_bytes() != \
+        (tmp_path / "fresh" / "metrics.jsonl").read_bytes()
+
+
+def test_incidents_need_the_key():
+    a = [app.incident("oom", s, key=KEYS[0]).cause_id for s in range(24)]
+    b = [app.incident("oom", s, key=KEYS[1]).cause_id for s in range(24)]
+    assert a != b                      # another key, other incidents of the same seeds
+
+
+def test_a_wrong_answer_does_not_name_the_right_one():
+    seed = next(s for s in range(50) if app.incident("nan_loss", s).cause_id == "fully_masked_row")
+    result = invoke("check", "nan_loss", "--seed", seed, "--cause", "lr_too_high",
+                    "--fix", "lower_lr", "--json")
+    assert result.exit_code == 1
+    verdict = json.loads(result.output)
+    assert not verdict["cause_correct"] and "fully_masked_row" not in result.output
+    text = invoke("check", "nan_loss", "--seed", seed, "--cause", "lr_too_high",
+                  "--fix", "lower_lr").output
+    assert "fully_masked_row" not in text and "not correct" in text
+
+
+@pytest.mark.parametrize("scenario_id, settings", [
+    ("oom_13b", ["gpu=192GB"]), ("oom_13b", ["model=gpt2", "seq=512"]),
+    ("oom_13b", ["batch=1", "seq=256"]), ("oom_13b", ["zero=3", "gpus=8"]),
+    ("oom", ["memory_budget_mib=16"]), ("oom", ["eval_batch_size=16"]),
+    ("repetitive_decoding", ["gen_tokens=4"]), ("nan_loss", ["steps=5"]),
+])
+def test_settings_that_change_the_problem_are_refused(scenario_id, settings):
+    args = [a for s in settings for a in ("--set", s)]
+    cause = registry.get(scenario_id).causes[0].id
+    result = invoke("check", scenario_id, "--seed", 1, "--cause", cause, *args)
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert len(line.splitlines()) == 1 and ("changes the problem" in line
+                                            or "not part of" in line)
+
+
+def test_track_memory_is_not_a_setting():
+    result = invoke("check", "oom", "--seed", 1, "--cause", "kept_graph",
+                    "--set", "track_memory=false")
+    assert result.exit_code == 2 and "unknown setting" in result.output
+
+
+def test_the_shotgun_does_not_pass():
+    scenario = registry.get("nan_loss")
+    seed = next(s for s in range(50) if app.incident("nan_loss", s).cause_id == "fully_masked_row")
+    fixes = [a for f in scenario.fixes if f.id != "right_padding" for a in ("--fix", f.id)]
+    result = invoke("check", "nan_loss", "--seed", seed, "--cause", "fully_masked_row", *fixes,
+                    "--json")
+    verdict = json.loads(result.output)
+    assert result.exit_code == 1 and verdict["fix_verdict"] == "resolved"
+    assert len(verdict["unneeded"]) == len(scenario.fixes) - 2
+
+
+def test_a_cache_bug_fixed_by_turning_the_cache_off_is_a_workaround():
+    seed = next(s for s in range(50)
+                if app.incident("repetitive_decoding", s).cause_id == "stale_kv_cache")
+    result = invoke("check", "repetitive_decoding", "--seed", seed, "--cause", "stale_kv_cache",
+                    "--set", "kv_cache=false", "--json")
+    verdict = json.loads(result.output)
+    assert result.exit_code == 1 and verdict["fix_verdict"] == "workaround"
+    assert "square of the length" in verdict["costs"][0]
+
+
+def test_reveal_is_recorded_and_says_the_cause():
+    before = len(home.events("reveal", scenario="bad_lr", seed=3))
+    result = invoke("reveal", "bad_lr", "--seed", 3, "--json")
+    shown = json.loads(result.output)
+    assert result.exit_code == 0 and shown["cause"] == app.incident("bad_lr", 3).cause_id
+    assert len(home.events("reveal", scenario="bad_lr", seed=3)) == before + 1
+
+
+def test_the_change_list_shows_decoys_beside_the_real_change():
+    for seed in range(6):
+        prepared = app.incident("nan_loss", seed)
+        log = prepared.incident.change_log()
+        assert len(log) >= 2 and log == sorted(log)
+        assert any(line.startswith("Changes since the last good run") for line in
+                   app.changes(prepared))
