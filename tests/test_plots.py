@@ -336,3 +336,43 @@ def test_returned_figure_has_its_own_canvas(runs):
     b.canvas.draw()
     assert np.array_equal(pixels, np.asarray(a.canvas.buffer_rgba()))
 
+
+# --------------------------------------------------------------------------------------------
+# the memory planner's bar chart
+# --------------------------------------------------------------------------------------------
+
+def test_before_after_bars_are_labelled_apart(tmp_path):
+    from debugsim.sim.memplan.accounting import Strategy, plan_memory
+    from debugsim.sim.memplan.chart import plot_plans, setting_differences
+    off = plan_memory("llama-2-13b", Strategy(method="lora", batch=4, seq=4096))
+    on = plan_memory("llama-2-13b", Strategy(method="lora", batch=4, seq=4096,
+                                              checkpointing=True))
+    smaller = plan_memory("llama-2-13b", Strategy(method="lora", batch=1, seq=4096))
+    assert setting_differences([off, smaller]) == [["micro-batch 4"], ["micro-batch 1"]]
+    figure = plot_plans([("before: lora", off), ("after: lora", smaller)], 40 * 10**9, None,
+                        differences=True)
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert labels[0] != labels[1]
+    assert "micro-batch 4" in labels[0] and "micro-batch 1" in labels[1]
+    figure = plot_plans([("before: lora", off), ("after: lora+ckpt", on)], 40 * 10**9, None,
+                        differences=True)
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert "checkpointing off" in labels[0] and "checkpointing on" in labels[1]
+    figure = plot_plans([("before: lora", off), ("after: lora", off)], 40 * 10**9, None,
+                        differences=True)
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert all("(same settings)" in label for label in labels)
+    path = plot_plans([("before: lora", off), ("after: lora", smaller)], 40 * 10**9,
+                      str(tmp_path / "ba.png"), differences=True)
+    assert path == str(tmp_path / "ba.png")
+    assert_png(tmp_path / "ba.png")
+
+
+def test_planner_before_after_chart(tmp_path):
+    from debugsim.sim import registry
+    from debugsim.sim.memplan.exercise import execute_plan, plot_before_after
+    scenario = registry.get("oom_13b")
+    before = execute_plan(scenario, 0, "activations")
+    after = execute_plan(scenario, 0, "activations", ("micro_batch",))
+    assert before.summary["plan"] == after.summary["plan"]        # the strategy labels alike
+    assert_png(plot_before_after(before, after, tmp_path / "ba.png"))

@@ -122,7 +122,8 @@ def plot_before_after(before, after, path: Path) -> Path:
     from .chart import plot_plans
     plot_plans([("before: " + before.summary["plan"], before.plan),
                 ("after: " + after.summary["plan"], after.plan)],
-               round(after.summary["gpu_capacity_gb"] * 1e9), str(path))
+               round(after.summary["gpu_capacity_gb"] * 1e9), str(path), differences=True,
+               xlabel="", title="Memory per GPU by category: before vs after")
     return path
 
 
