@@ -163,10 +163,11 @@ def _draw_reference(ax, value: float, spec, color=None, prefix: str = "") -> Non
 
 
 def _xlim(ax, *results) -> None:
-    """Very short runs: whole steps with some room, not matplotlib's +-0.05 around one point."""
-    spans = [(r.records[0]["step"],
-              r.records[-1]["step"] + (1 if r.status in ("oom", "error") else 0))
-             for r in results if r.records]
+    """Very short runs: whole steps with some room, not matplotlib's +-0.05 around one point.
+    A run that failed before its first step counts as step 0 (where its failure is drawn)."""
+    spans = [(r.records[0]["step"] if r.records else 0,
+              _end_step(r) if r.status in ("oom", "error") else r.records[-1]["step"])
+             for r in results if r.records or r.status in ("oom", "error")]
     if not spans:
         return
     lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
@@ -742,7 +743,10 @@ def compare(before, after, name: str, path=None, steps=None):
         for result, color, which, _, _ in runs:
             _draw_reference(ax, references[which], spec, color=color, prefix=f"{which}: ")
     if not drawn_any:
-        _note(ax, "neither run has values to show", ticks=True)
+        longer = max((before, after), key=lambda r: len(r.records))
+        _note(ax, "neither run has values to show" if longer.records else
+              "neither run completed a step", ticks=bool(longer.records))
+        _all_steps(ax, longer, steps)
     elif spec.floor_zero and not log:
         finite = values[np.isfinite(values)]
         top = max([*finite, *references.values(), 0.0])

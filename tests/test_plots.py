@@ -314,6 +314,12 @@ def test_compare_memory_shows_budget_and_the_out_of_memory(runs, fits_12):
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert any(label.startswith("before: out of memory at step 0") for label in labels)
     assert plots.NO_VALUES not in " ".join(texts(figure))
+    # both died before a step: the crosses at step 0 on a whole-step axis, not +-0.05
+    figure = plots.compare(runs["oom_at_0"], runs["oom_at_0"], "mem_peak_mib")
+    low, high = figure.axes[0].get_xlim()
+    assert low < 0 < high and high - low >= 1
+    assert "neither run completed a step" in texts(plots.compare(runs["oom_at_0"],
+                                                                 runs["oom_at_0"], "loss"))
 
 
 def test_no_cause_in_any_text(runs, fits_12, tmp_path):
