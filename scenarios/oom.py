@@ -78,6 +78,7 @@ SCENARIO = Scenario(
     resolves={"batch_too_large": ("micro_batch",), "kept_graph": ("detach_metric",),
               "eval_with_grad": ("eval_no_grad",)},
     harms=("smaller_batch",),
+    evidence="mem_peak_mib",
     recipe=("batch_size", "grad_accum_steps", "activation_checkpointing", "precision",
             "loss_scale", "lr", "grad_clip", "warmup_steps", "schedule", "weight_decay"),
     fixed=FIXED_REASONS,

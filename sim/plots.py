@@ -6,13 +6,23 @@ canvas, so plotting works headless and never touches (or switches) pyplot's back
 that already uses pyplot keeps its own. Every plotting function takes `path` (written as PNG and
 returned) or `path=None` (the Figure is returned, e.g. for a notebook to display).
 
-Missing values (None in the records: NaN/inf, or not measured) become gaps in the lines; the
-steps with non-finite values are marked by a red rug along the bottom of every panel, the first
-one by a vertical line, and an out-of-memory end by a dark red dash-dot line.
+Titles, axis labels, log scales and reference lines (the clip threshold, the memory budget)
+come from the signal table, `sim.signals`. Missing values (None in the records: NaN/inf, or not
+measured) become gaps in the lines; a panel with no finite value at all says so instead of
+drawing an empty, made-up axis. The steps with non-finite values are marked by a red rug along
+the bottom of every panel, the first one by a vertical line, and an out-of-memory end by a dark
+red dash-dot line. Legends sit above the plotting area, never over the curves.
+
+Drawing is kept cheap (a `debugsim run` draws three or four PNGs). Most of matplotlib's time
+goes into tick marks and text, so: no layout engine (margins are computed from the legends'
+measured heights), no mathtext (plain tick labels), titles and the step label at fixed places
+(no extent measuring on each draw), a handful of ticks per axis and none outside the view, and
+one renderer per image size shared by the figures written, so text is measured once.
 """
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 from . import signals as vocab
@@ -21,7 +31,16 @@ DPI = 90
 NONFINITE_COLOR = "#d62728"
 OOM_COLOR = "#7f0000"
 BEFORE_COLOR, AFTER_COLOR = "#7f7f7f", "#1f77b4"
+LEGEND_SIZE = 7
+NO_VALUES = "no finite values"
+STEP_LABEL_DROP = 20.5     # points from the axes' bottom to the x label: ticks, labels, a gap
+NICE_STEPS = (1, 2, 2.5, 5, 10)      # tick spacings: 0.5, 1, 2.5, 5, 10 ..., never 0.8 or 3
 
+# The update/param ratio's rule-of-thumb range: an optimizer step that changes the weights by
+# about 0.1% to 1% of their norm. Well above it (towards 1) the learning rate is too high and
+# the loss is about to blow up; well below it the run barely moves. It is a guide, not a law:
+# tiny models run a little above it early on (warmup, small weights).
+UPDATE_RATIO_BAND = (1e-3, 1e-2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -29,20 +48,49 @@ BEFORE_COLOR, AFTER_COLOR = "#7f7f7f", "#1f77b4"
 # --------------------------------------------------------------------------------------------
 
 def _figure(width: float, height: float, rows: int = 1, cols: int = 1):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    _canvas_class()(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
     return fig, axes
 
 
+_RENDERERS = threading.local()
+
+
+def _canvas_class():
+    """An Agg canvas that shares one renderer per image size (per thread) with every figure
+    written here: matplotlib caches text measurements per renderer, so a fresh renderer per
+    figure measures every tick label again. `_finish` gives a figure that it returns (not
+    written) a canvas of its own."""
+    cls = getattr(_RENDERERS, "canvas", None)
+    if cls is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+
+        class SharedRendererCanvas(FigureCanvasAgg):
+            def get_renderer(self):
+                width, height = self.get_width_height(physical=True)
+                key = (width, height, self.figure.dpi)
+                cache = _RENDERERS.__dict__.setdefault("by_size", {})
+                if key not in cache:
+                    cache[key] = RendererAgg(width, height, self.figure.dpi)
+                self.renderer = cache[key]
+                self._lastKey = key
+                return self.renderer
+
+        cls = _RENDERERS.canvas = SharedRendererCanvas
+    return cls
+
+
 def _finish(fig, path):
     if path is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        FigureCanvasAgg(fig)              # its own pixels, whatever is drawn after it
         return fig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    # zlib level 1: encodes in about two thirds of the default level's time; ~10% larger
+    fig.savefig(path, dpi=DPI, format="png", pil_kwargs={"compress_level": 1})
     return path
 
 
@@ -53,8 +101,6 @@ def _value(record: dict, name: str) -> float:
         value = record.get(name)
     if value is None:
         return float("nan")
-    if isinstance(value, bool):
-        return float(value)
     return float(value)
 
 
@@ -86,27 +132,53 @@ def _layers(result) -> list[str]:
     return list(result.records[0].get("layer_grad_norm", {})) if result.records else []
 
 
-def memory_tracked(result) -> bool:
-    """Whether the simulated device counted this run's memory (it does under a budget)."""
-    return result.end.get("peak_mib") is not None
-
-
 def nonfinite_steps(result) -> list[int]:
     from .result import nonfinite_steps as steps
     return steps(result)
 
 
+def memory_tracked(result) -> bool:
+    """Whether the run measured memory, read from the data: a step with a memory figure, or a
+    peak in the end record (an out-of-memory at step 0 has no steps but has its peak)."""
+    return (any(r.get("mem_mib") is not None for r in result.records)
+            or (result.end or {}).get("peak_mib") is not None)
+
+
+def _reference(result, spec) -> float:
+    """The value of a signal's reference line (a config field), 0 when unset or unknown."""
+    if not spec.reference:
+        return 0.0
+    value = getattr(result.config, spec.reference, 0)
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _draw_reference(ax, value: float, spec, color=None, prefix: str = "") -> None:
+    if value > 0:
+        memory = spec.name.startswith("mem")
+        ax.axhline(value, color=color or (OOM_COLOR if memory else "#555555"), linestyle="--",
+                   linewidth=1.2, label=prefix + spec.reference_label.format(value=value))
+
+
 def _xlim(ax, *results) -> None:
-    """Very short runs: whole steps with some room, not matplotlib's +-0.05 around one point."""
-    spans = [(r.records[0]["step"],
-              r.records[-1]["step"] + (1 if r.status in ("oom", "error") else 0))
-             for r in results if r.records]
+    """Very short runs: whole steps with some room, not matplotlib's +-0.05 around one point.
+    A run that failed before its first step counts as step 0 (where its failure is drawn)."""
+    spans = [(r.records[0]["step"] if r.records else 0,
+              _end_step(r) if r.status in ("oom", "error") else r.records[-1]["step"])
+             for r in results if r.records or r.status in ("oom", "error")]
     if not spans:
         return
     lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
     if hi - lo < 4:
         ax.set_xlim(lo - 0.5, hi + 0.5)
         ax.set_xticks(range(lo, hi + 1))
+
+
+def _end_step(result) -> int:
+    """Where an out-of-memory or a crash happened: the step after the last recorded one."""
+    return result.records[-1]["step"] + 1 if result.records else 0
 
 
 def _mark_events(ax, result, steps=None, color=None, label: bool = True) -> None:
@@ -120,10 +192,36 @@ def _mark_events(ax, result, steps=None, color=None, label: bool = True) -> None
         ax.axvline(bad[0], color=color or NONFINITE_COLOR, linestyle=":", linewidth=1.4,
                    label=f"first non-finite (step {bad[0]})" if label else None)
     if result.status in ("oom", "error"):
-        where = len(result.records) if not result.records else result.records[-1]["step"] + 1
+        where = _end_step(result)
         text = "out of memory" if result.status == "oom" else "crashed"
         ax.axvline(where, color=color or OOM_COLOR, linestyle="-.", linewidth=1.4,
                    label=f"{text} (step {where})" if label else None)
+
+
+def _below(ax, points: float):
+    """Axes coordinates shifted down by `points`."""
+    from matplotlib.transforms import ScaledTranslation
+    return ax.transAxes + ScaledTranslation(0, -points / 72, ax.figure.dpi_scale_trans)
+
+
+_LOCATORS: dict = {}
+
+
+def _in_view(name: str):
+    """matplotlib's locator `name`, returning only the ticks inside the view: the stock ones
+    add one beyond each end, and every tick costs a handful of artists even when not drawn."""
+    if name not in _LOCATORS:
+        from matplotlib import ticker
+
+        class InView(getattr(ticker, name)):
+            def __call__(self):
+                lo, hi = sorted(self.axis.get_view_interval())
+                slack = (hi - lo) * 1e-9
+                return [v for v in super().__call__() if lo - slack <= v <= hi + slack]
+
+        InView.__name__ = f"InView{name}"
+        _LOCATORS[name] = InView
+    return _LOCATORS[name]
 
 
 def _style(ax, title: str, ylabel: str, log, y=None) -> bool:
@@ -131,35 +229,45 @@ def _style(ax, title: str, ylabel: str, log, y=None) -> bool:
     8x: a narrower range reads better on a linear axis), "auto" (more than 50x, e.g. a loss
     that explodes) or False. Returns whether the y axis is log."""
     import numpy as np
-    from matplotlib.ticker import MaxNLocator
+    MaxNLocator = _in_view("MaxNLocator")
+    # y=1.0 and a fixed place for "step": otherwise each draw measures the tick labels'
+    # extents to place them, about a sixth of the drawing time
     ax.set_title(title, fontsize=10, y=1.0, pad=5)
-    ax.set_xlabel("step", fontsize=9)
+    ax.set_xlabel("step", fontsize=9, va="top")
+    ax.xaxis.set_label_coords(0.5, 0, transform=_below(ax, STEP_LABEL_DROP))
     ax.set_ylabel(ylabel, fontsize=9)
     ax.tick_params(which="both", labelsize=8)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # few ticks: each one is several artists, and ticks are most of the drawing time
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True, steps=NICE_STEPS))
     ax.grid(True, alpha=0.3, linewidth=0.6)
     if not log or y is None:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=NICE_STEPS))
         return False
     values = np.asarray(y, dtype=float)
     positive = values[np.isfinite(values) & (values > 0)]
     if not len(positive) or positive.max() / positive.min() <= (50 if log == "auto" else 8):
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=NICE_STEPS))
         return False
-    _log_y(ax, label_minor=positive.max() / positive.min() < 100)
+    _log_y(ax, span=positive.max() / positive.min())
     ax.set_ylabel(f"{ylabel} (log)", fontsize=9)
     return True
 
 
-def _log_y(ax, label_minor: bool = False) -> None:
+def _log_y(ax, span: float) -> None:
     """Log y axis with plain tick labels (0.01, 1, 100, 1e+06): the default 10^x labels need
-    mathtext, whose first use costs ~0.5 s, a sixth of a whole run's budget."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    mathtext, whose first use costs ~0.5 s, a sixth of a whole run's budget. Minor ticks (2s
+    and 5s, labelled) only over less than two decades, where they are the only labels."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+    LogLocator = _in_view("LogLocator")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
     ax.set_yscale("log", nonpositive="mask")      # a zero is a gap, not a spike to -inf
-    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=8))
-    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=8))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    # less than two decades: label the 2s and 5s as well, or there may be a single label
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}") if label_minor
-                                 else NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=7))
+    ax.yaxis.set_major_formatter(plain)
+    if span < 100:
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=7))
+        ax.yaxis.set_minor_formatter(plain)
+    else:
+        ax.yaxis.set_minor_locator(NullLocator())
 
 
 def _line(ax, x, y, **kwargs):
@@ -181,18 +289,44 @@ def _line(ax, x, y, **kwargs):
     return line
 
 
-def _empty(ax, result, what: str, detail: bool = True) -> None:
-    from .result import end_note
-    text = f"{what}\n{_wrap(end_note(result), 60)}" if detail else what
-    ax.text(0.5, 0.5, text, ha="center", va="center",
-            fontsize=9, transform=ax.transAxes, color="#444444")
-    ax.set_xticks([])
+def _note(ax, text: str, color: str = "#444444", ticks: bool = False) -> None:
+    """A message in the middle of a panel; without `ticks`, no (meaningless) axis ticks."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, transform=ax.transAxes,
+            color=color, wrap=False)
+    if not ticks:
+        ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _wrap(text: str, width: int) -> str:
+def _no_values(ax, result, steps=None, nonfinite: bool = True) -> None:
+    """The panel of a signal with no finite value: say so; keep the step axis (the rug of
+    non-finite steps reads against it) over all the steps, drop the made-up y axis."""
+    records = _window(result.records, steps)
+    bad = sum(1 for s in nonfinite_steps(result) if steps is None or _window([{"step": s}], steps))
+    detail = f"\nnon-finite at {bad} of {len(records)} steps" if bad and nonfinite else ""
+    _note(ax, NO_VALUES + detail, color=NONFINITE_COLOR, ticks=True)
+    _all_steps(ax, result, steps)
+
+
+def _all_steps(ax, result, steps=None) -> None:
+    """An x axis over every step of the window, for a panel with no line to set it."""
+    records = _window(result.records, steps)
+    if records:
+        lo, hi = records[0]["step"], records[-1]["step"]
+        if steps is None and result.status in ("oom", "error"):
+            hi += 1
+        pad = max(0.5, 0.03 * (hi - lo))
+        ax.set_xlim(lo - pad, hi + pad)
+
+
+def _empty(ax, result, what: str, detail: bool = True) -> None:
+    from .result import end_note
+    _note(ax, f"{what}\n{_wrap(end_note(result), 60)}" if detail else what)
+
+
+def _wrap(text: str, width: int, lines: int = 4) -> str:
     import textwrap
-    return "\n".join(textwrap.wrap(text, width)[:4])
+    return "\n".join(textwrap.wrap(text, width)[:lines])
 
 
 def _run_label(result) -> str:
@@ -213,11 +347,64 @@ def _title(result) -> str:
     return f"{result.scenario_id} · seed {result.seed} · {status}{extra}"
 
 
+def _legend(ax) -> float:
+    """The axes' legend above its plotting area, under its title, in as many columns as fit
+    the axes' width (the figure's left and right margins must be final); the title moves up
+    to make room. Returns the height, in points, that the title and legend need above the
+    axes, for the caller to size the margins."""
+    title_height = 1.25 * ax.title.get_fontsize()
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return title_height + 5
+    from matplotlib.font_manager import FontProperties
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    prop = FontProperties(size=LEGEND_SIZE)
+    pixels = DPI / 72.0
+    width = ax.get_position().width * fig.get_figwidth() * DPI
+    handle = (1.6 + 0.5 + 0.2) * LEGEND_SIZE * pixels      # handle, its pad, the border pad
+    gap = 1.2 * LEGEND_SIZE * pixels                       # column spacing
+
+    def measure(label):
+        return max(renderer.get_text_width_height_descent(line, prop, ismath=False)[0]
+                   for line in label.split("\n"))
+
+    widths = [measure(label) for label in labels]
+    for i, (label, wide) in enumerate(zip(labels, widths)):
+        if wide + handle > width:        # a very long label (e.g. many --set values): wrap it
+            labels[i] = _wrap(label, int(len(label) * (width - handle) / wide * 0.95), lines=3)
+            widths[i] = measure(labels[i])
+    ncol = 1
+    for cols in range(len(labels), 0, -1):
+        # as matplotlib fills columns: the first n % cols ones get an extra entry
+        sizes = [len(labels) // cols + (i < len(labels) % cols) for i in range(cols)]
+        starts = [sum(sizes[:i]) for i in range(cols)]
+        columns = [widths[a:a + n] for a, n in zip(starts, sizes) if n]
+        if sum(max(c) + handle for c in columns) + gap * (len(columns) - 1) <= width:
+            ncol = cols
+            break
+    legend = ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                       ncol=ncol, fontsize=LEGEND_SIZE, frameon=False, borderaxespad=0.1,
+                       borderpad=0.2, handlelength=1.6, handletextpad=0.5, columnspacing=1.2,
+                       labelspacing=0.3)
+    height = legend.get_window_extent(renderer).height / pixels
+    ax.set_title(ax.get_title(), fontsize=ax.title.get_fontsize(), y=1.0, pad=height + 3)
+    return height + 3 + title_height
+
+
+def _fit_single(fig, ax, suptitle: bool = True) -> None:
+    """Margins of a one-axes figure: room above for the legend, the title (and suptitle)."""
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.13, top=0.8)
+    above = _legend(ax) + (16 if suptitle else 6)
+    fig.subplots_adjust(top=1 - above / (fig.get_figheight() * 72))
+
+
 def _draw_signal(ax, result, name: str, steps=None, color=None, label=None,
-                 linestyle="-") -> bool:
+                 linestyle="-", zorder=2) -> bool:
     """Draw one signal on `ax`; returns whether anything was drawn."""
     import numpy as np
-    if name == "layer_grad_norm":
+    spec = vocab.get(name)
+    if spec.kind == "layers":
         import matplotlib
         drawn = False
         cmap = matplotlib.colormaps["viridis"]
@@ -227,21 +414,31 @@ def _draw_signal(ax, result, name: str, steps=None, color=None, label=None,
             tone = cmap(i / max(len(layers) - 1, 1) * 0.9)
             prefix = f"{label}: " if label else ""
             drawn |= _line(ax, x, y, color=tone, label=f"{prefix}{layer}",
-                           linestyle=linestyle) is not None
+                           linestyle=linestyle, zorder=zorder) is not None
         return drawn
     x, y = _series(result, name, steps)
-    if name == "nonfinite":
+    if spec.kind == "bar":
         if len(x):
             ax.bar(x, np.nan_to_num(y), width=0.8, color=color or NONFINITE_COLOR, label=label,
                    alpha=0.8)
         return bool(len(x))
-    if name == "eval_loss":
+    if spec.kind == "points":
         keep = np.isfinite(y)
         if keep.any():
             ax.plot(x[keep], y[keep], marker="o", color=color or "#ff7f0e", markersize=4,
-                    label=label, linestyle=linestyle)
+                    label=label, linestyle=linestyle, zorder=zorder)
         return bool(keep.any())
-    return _line(ax, x, y, color=color, label=label, linestyle=linestyle) is not None
+    return _line(ax, x, y, color=color, label=label, linestyle=linestyle,
+                 zorder=zorder) is not None
+
+
+def _values(result, name: str, steps=None):
+    """Every finite-or-not value a panel of `name` shows (all layers for `layer_grad_norm`)."""
+    import numpy as np
+    if vocab.get(name).kind == "layers":
+        return np.concatenate([_series(result, f"layer:{layer}", steps)[1]
+                               for layer in _layers(result)] or [np.array([])])
+    return _series(result, name, steps)[1]
 
 
 def _check_name(result, name: str) -> None:
@@ -261,219 +458,337 @@ def _spec(name: str):
 
 
 # --------------------------------------------------------------------------------------------
-# the plots
+# panels
 # --------------------------------------------------------------------------------------------
 
-def dashboard(result, path=None):
-    """2x2 overview: loss (+ held-out), global grad norm, learning rate, memory."""
+def _panel(ax, result, name: str, steps=None, color=None, title: str | None = None,
+           events: bool = True) -> bool:
+    """One signal on `ax` with its title, unit, scale and reference line from the signal
+    table, the run's events, and a 'no finite values' note when there is nothing to draw."""
     import numpy as np
-    fig, axes = _figure(10.0, 6.6, 2, 2)
-    (ax_loss, ax_grad), (ax_lr, ax_mem) = axes
-    fig.suptitle(_title(result), fontsize=11)
-    records = result.records
-    if not records:
-        for ax, what in ((ax_loss, "loss"), (ax_grad, "gradient norm"), (ax_lr, "learning rate")):
-            ax.set_title(what, fontsize=10, y=1.0, pad=5)
-            _empty(ax, result, "no steps recorded", detail=ax is ax_loss)
+    spec = vocab.get(name)
+    if name == "update_ratio":
+        return _update_ratio_panel(ax, result, steps, color=color, events=events)
+    drawn = _draw_signal(ax, result, name, steps, color=color)
+    values = _values(result, name, steps)
+    log = _style(ax, title or spec.title, spec.unit, spec.log if drawn else False, values)
+    if not drawn and name.startswith("mem") and not memory_tracked(result):
+        _note(ax, "memory was not tracked in this run", ticks=True)
+        _all_steps(ax, result, steps)
+    elif not drawn:
+        _no_values(ax, result, steps, nonfinite=spec.every_step)
     else:
-        _draw_signal(ax_loss, result, "loss", color="#1f77b4", label="train")
-        _draw_signal(ax_loss, result, "eval_loss", label="held-out")
-        _, y_loss = _series(result, "loss")
-        _, y_eval = _series(result, "eval_loss")
-        _style(ax_loss, "loss", "cross-entropy (nats / token)", "auto",
-               np.concatenate([y_loss, y_eval]))
-        x, y = _series(result, "grad_norm")
-        _line(ax_grad, x, y, color="#2ca02c")
-        _style(ax_grad, "global gradient norm (before clipping)", "L2 norm", True, y)
-        if result.config.grad_clip > 0:
-            ax_grad.axhline(result.config.grad_clip, color="#555555", linestyle="--",
-                            linewidth=1, label=f"clip at {result.config.grad_clip:g}")
-        x, y = _series(result, "lr")
-        _line(ax_lr, x, y, color="#9467bd")
-        if not _style(ax_lr, "learning rate", "learning rate", "auto", y):
-            top = np.nanmax(y) if np.isfinite(y).any() else 1.0
-            ax_lr.set_ylim(0, top * 1.15 if top > 0 else 1.0)
-        for ax in (ax_loss, ax_grad, ax_lr):
-            _mark_events(ax, result)
-            _xlim(ax, result)
-    _memory_panel(ax_mem, result)
-    for ax in (ax_loss, ax_grad, ax_mem):
-        handles, labels = ax.get_legend_handles_labels()
-        if handles:
-            ax.legend(fontsize=7, loc="best", framealpha=0.8)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.08, hspace=0.42, wspace=0.22)
-    return _finish(fig, path)
+        reference = _reference(result, spec)
+        _draw_reference(ax, reference, spec)
+        if spec.floor_zero and not log:
+            finite = values[np.isfinite(values)]
+            top = max(finite.max() if len(finite) else 0.0, reference)
+            ax.set_ylim(0, top * 1.12 if top > 0 else 1.0)
+    _mark_events(ax, result, steps, label=events)
+    if steps is None:
+        _xlim(ax, result)
+    return drawn
 
 
-def _memory_panel(ax, result) -> None:
-    budget = result.config.memory_budget_mib
+def _loss_panel(ax, result, events: bool = True) -> None:
+    """Training loss and, where measured, the held-out loss on one axis."""
+    import numpy as np
+    loss, held = vocab.get("loss"), vocab.get("eval_loss")
+    held_values = _series(result, "eval_loss")[1]
+    with_held = bool(np.isfinite(held_values).any())      # else the title says it all
+    drawn = _draw_signal(ax, result, "loss", color="#1f77b4",
+                         label=loss.title if with_held else None)
+    held_drawn = _draw_signal(ax, result, "eval_loss", label=held.title)
+    values = np.concatenate([_series(result, "loss")[1], held_values])
+    title = f"{loss.title} and {held.title}" if held_drawn else loss.title
+    _style(ax, title, loss.unit, loss.log if drawn or held_drawn else False, values)
+    if not (drawn or held_drawn):
+        _no_values(ax, result)
+    _mark_events(ax, result, label=events)
+    _xlim(ax, result)
+
+
+def _update_ratio_panel(ax, result, steps=None, color="#8c564b", events: bool = True) -> bool:
+    """The update/param ratio on a log axis, against its rule-of-thumb band."""
+    import numpy as np
+    spec = vocab.get("update_ratio")
+    drawn = _draw_signal(ax, result, spec.name, steps, color=color)
+    _style(ax, spec.title, spec.unit, False)
+    if not drawn:
+        _no_values(ax, result, steps, nonfinite=spec.every_step)
+    else:
+        lo, hi = UPDATE_RATIO_BAND
+        ax.axhspan(lo, hi, color="#2ca02c", alpha=0.13, linewidth=0,
+                   label=f"rule of thumb: {lo:g} to {hi:g}")
+        values = _values(result, spec.name, steps)
+        values = values[np.isfinite(values) & (values > 0)]
+        if len(values):
+            bottom, top = min(values.min(), lo) / 2, max(values.max(), hi) * 2
+            _log_y(ax, top / bottom)
+            ax.set_ylim(bottom, top)
+            ax.set_ylabel(f"{spec.unit} (log)", fontsize=9)
+    _mark_events(ax, result, steps, label=events)
+    if steps is None:
+        _xlim(ax, result)
+    return drawn
+
+
+def _memory_panel(ax, result, events: bool = True) -> None:
+    used_spec, peak_spec = vocab.get("mem_mib"), vocab.get("mem_peak_mib")
     if not memory_tracked(result):
         ax.set_title("memory", fontsize=10, y=1.0, pad=5)
-        ax.text(0.5, 0.5, "memory not tracked in this run",
-                ha="center", va="center", fontsize=9, transform=ax.transAxes, color="#444444")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _note(ax, "memory was not tracked in this run")
         return
     if not result.records:
         _breakdown_bar(ax, result)
         return
-    x, used = _series(result, "mem_mib")
-    _, peak = _series(result, "mem_peak_mib")
-    _line(ax, x, peak, color="#ff7f0e", label="peak during step")
-    _line(ax, x, used, color="#1f77b4", label="in use after step")
-    if budget > 0:
-        ax.axhline(budget, color=OOM_COLOR, linestyle="--", linewidth=1.2,
-                   label=f"budget {budget:g} MiB")
-    if result.status == "oom" and result.end.get("peak_mib"):
-        ax.plot([len(result.records)], [result.end["peak_mib"]], "x", color=OOM_COLOR,
-                markersize=9, mew=2, label="in use at the OOM (incl. the failed request)")
-    _mark_events(ax, result)
-    _style(ax, "memory (simulated device)", "MiB (2^20 bytes)", False)
+    import numpy as np
+    x, used = _series(result, used_spec.name)
+    _, peak = _series(result, peak_spec.name)
+    drawn = _line(ax, x, peak, color="#ff7f0e", label=peak_spec.title) is not None
+    drawn |= _line(ax, x, used, color="#1f77b4", label=used_spec.title) is not None
+    _style(ax, "memory (simulated device)", used_spec.unit, False)
+    budget = _reference(result, used_spec)
+    _draw_reference(ax, budget, used_spec)
+    oom_peak = result.end.get("peak_mib") if result.status == "oom" else None
+    if oom_peak:
+        ax.plot([_end_step(result)], [oom_peak], "x", color=OOM_COLOR, markersize=9, mew=2,
+                label=f"needed at the OOM: {oom_peak:.2f} MiB")
+    if not drawn and not oom_peak:
+        _no_values(ax, result, nonfinite=False)
+    else:
+        finite = np.concatenate([used, peak, [budget, oom_peak or 0.0]])
+        finite = finite[np.isfinite(finite)]
+        ax.set_ylim(0, finite.max() * 1.12 if len(finite) and finite.max() > 0 else 1.0)
+    _mark_events(ax, result, label=events)
     _xlim(ax, result)
-    ax.set_ylim(bottom=0)
 
 
 def _breakdown_bar(ax, result) -> None:
     """For a run with no steps: the peak by category as one stacked bar against the budget."""
     breakdown = result.end.get("peak_breakdown_mib") or {}
-    ax.set_title("memory at the peak (no steps completed)", fontsize=10, y=1.0, pad=5)
+    spec = vocab.get("mem_peak_mib")
+    where = "at the out-of-memory" if result.status == "oom" else "at the peak"
+    ax.set_title(f"memory by category {where}", fontsize=10, y=1.0, pad=5)
     left = 0.0
     colors = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
     for (name, mib), color in zip(breakdown.items(), colors):
         if mib > 0:
-            ax.barh([0], [mib], left=left, color=color, label=f"{name} {mib:.2f}")
+            ax.barh([0], [mib], left=left, color=color, label=f"{name} {mib:.2f} MiB", height=0.6)
             left += mib
-    budget = result.config.memory_budget_mib
+    budget = _reference(result, spec)
     if budget > 0:
-        ax.axvline(budget, color=OOM_COLOR, linestyle="--", label=f"budget {budget:g} MiB")
+        ax.axvline(budget, color=OOM_COLOR, linestyle="--", linewidth=1.4,
+                   label=spec.reference_label.format(value=budget))
     ax.set_yticks([])
-    ax.set_xlabel("MiB (2^20 bytes)", fontsize=9)
+    ax.set_ylim(-0.5, 0.5)
+    ax.set_xlabel(spec.unit, fontsize=9)
     ax.tick_params(which="both", labelsize=8)
+    ax.grid(True, axis="x", alpha=0.3, linewidth=0.6)
     if left == 0:
         _empty(ax, result, "no memory recorded")
+    else:
+        ax.set_xlim(0, max(left, budget) * 1.08)
+
+
+# --------------------------------------------------------------------------------------------
+# the plots
+# --------------------------------------------------------------------------------------------
+
+def dashboard(result, path=None):
+    """2x2 overview: loss (+ held-out), global grad norm, learning rate, and memory when the run
+    measured it, else the update/param ratio. A run with no steps gets how it ended and, if
+    measured, the memory at the end by category. The events (non-finite steps, the end of a
+    run that ran out of memory) are explained once, under the title, not in every panel."""
+    if not result.records:
+        return _dashboard_no_steps(result, path)
+    fig, axes = _figure(10.0, 7.0, 2, 2)
+    (ax_loss, ax_grad), (ax_lr, ax_last) = axes
+    fig.suptitle(_title(result), fontsize=11, y=0.99)
+    _loss_panel(ax_loss, result, events=False)
+    _panel(ax_grad, result, "grad_norm", color="#2ca02c", events=False)
+    _panel(ax_lr, result, "lr", color="#9467bd", events=False)
+    if memory_tracked(result):
+        _memory_panel(ax_last, result, events=False)
+    else:
+        # Without memory figures the fourth panel shows the update/param ratio: the step
+        # size the optimizer actually took, relative to the weights. Learning-rate trouble is
+        # the most common training failure, and this is where it shows as a number with a
+        # known healthy range (~1e-3): far above it the run is about to diverge (NaN next),
+        # far below it the run barely learns. The held-out loss is already on the loss panel.
+        _update_ratio_panel(ax_last, result, events=False)
+    height = fig.get_figheight() * 72
+    title_height = 24
+    events = _event_handles(result)
+    if events:
+        fig.legend(handles=events, loc="upper center", ncol=len(events), frameon=False,
+                   fontsize=LEGEND_SIZE + 1, bbox_to_anchor=(0.5, 1 - title_height / height),
+                   borderaxespad=0, borderpad=0.2, handlelength=2.2, columnspacing=2.0)
+        title_height += 15
+    bottom = 0.07
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=bottom, top=0.85, wspace=0.22, hspace=0.5)
+    above = [_legend(ax) for ax in (ax_loss, ax_grad, ax_lr, ax_last)]
+    top = 1 - (max(above[:2]) + title_height + 2) / height
+    gap = max(above[2:]) + 34          # the top row's step axis, then the bottom row's title
+    axes_height = ((top - bottom) * height - gap) / 2
+    fig.subplots_adjust(top=top, hspace=gap / axes_height)
+    return _finish(fig, path)
+
+
+def _event_handles(result) -> list:
+    """Legend handles for the marks `_mark_events` draws: the rug, the first non-finite step,
+    the out-of-memory or crash."""
+    from matplotlib.lines import Line2D
+    handles = []
+    bad = nonfinite_steps(result)
+    if bad:
+        handles.append(Line2D([], [], color=NONFINITE_COLOR, marker="|", linestyle="none",
+                              markersize=9, mew=1.5, label=f"non-finite steps ({len(bad)} of {len(result.records)})"))
+        handles.append(Line2D([], [], color=NONFINITE_COLOR, linestyle=":", linewidth=1.4,
+                              label=f"first non-finite (step {bad[0]})"))
+    if result.status in ("oom", "error"):
+        text = "out of memory" if result.status == "oom" else "crashed"
+        handles.append(Line2D([], [], color=OOM_COLOR, linestyle="-.", linewidth=1.4,
+                              label=f"{text} (step {_end_step(result)})"))
+    return handles
+
+
+def _dashboard_no_steps(result, path):
+    """No step completed: how the run ended, beside the memory at the end if measured."""
+    tracked = memory_tracked(result)
+    fig, axes = _figure(10.0 if tracked else 6.4, 3.6, 1, 2 if tracked else 1)
+    fig.suptitle(_title(result), fontsize=11, y=0.99)
+    ax = axes[0][0]
+    ax.set_title("no steps recorded", fontsize=10, y=1.0, pad=5)
+    from .result import end_note
+    _note(ax, _wrap(end_note(result), 48 if tracked else 70, lines=8))
+    if tracked:
+        _breakdown_bar(axes[0][1], result)
+    fig.subplots_adjust(left=0.03, right=0.98, bottom=0.16, top=0.8, wspace=0.08)
+    above = max(_legend(a) for a in fig.axes)
+    fig.subplots_adjust(top=1 - (above + 26) / (fig.get_figheight() * 72))
+    return _finish(fig, path)
 
 
 def signal(result, name: str, path=None, steps=None):
     """One signal over the steps: any record field, `layer_grad_norm` (a line per layer) or
     `layer:<name>`; `steps` limits the range ((start, end) inclusive, a range or a list)."""
-    import numpy as np
     if name in _layers(result):
         name = f"layer:{name}"
     _check_name(result, name)
-    title, ylabel, log = _spec(name)
-    fig, axes = _figure(6.4, 3.7)
+    spec = vocab.get(name)
+    fig, axes = _figure(6.4, 3.9)
     ax = axes[0][0]
-    records = _window(result.records, steps)
-    if not records:
-        ax.set_title(title, fontsize=10, y=1.0, pad=5)
+    if not _window(result.records, steps):
+        ax.set_title(spec.title, fontsize=10, y=1.0, pad=5)
         _empty(ax, result, "no steps recorded" if not result.records
                else f"no steps in {steps}")
     else:
-        drawn = _draw_signal(ax, result, name, steps, color=None if name == "layer_grad_norm"
-                             else "#1f77b4")
-        values = [] if name == "layer_grad_norm" else _series(result, name, steps)[1]
-        if name == "layer_grad_norm":
-            values = np.concatenate([_series(result, f"layer:{layer}", steps)[1]
-                                     for layer in _layers(result)] or [np.array([])])
-        spec = vocab.get(name)
-        if not _style(ax, title, ylabel, log, values) and spec.floor_zero:
-            ax.set_ylim(bottom=0)
-        reference = getattr(result.config, spec.reference, 0) if spec.reference else 0
-        if reference > 0:
-            ax.axhline(reference, color=OOM_COLOR if name.startswith("mem") else "#555555",
-                       linestyle="--", linewidth=1.2,
-                       label=spec.reference_label.format(value=reference))
-        _mark_events(ax, result, steps)
-        if steps is None:
-            _xlim(ax, result)
-        if not drawn:
-            ax.text(0.5, 0.5, "no finite values in this range", ha="center", va="center",
-                    transform=ax.transAxes, fontsize=9, color=NONFINITE_COLOR)
-            ax.set_yticks([])
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="best", framealpha=0.8)
-    fig.suptitle(_title(result), fontsize=8, color="#555555", y=0.995)
-    fig.subplots_adjust(left=0.13, right=0.97, top=0.86, bottom=0.14)
+        _panel(ax, result, name, steps, color=None if spec.kind == "layers" else "#1f77b4")
+    fig.suptitle(_title(result), fontsize=8, color="#555555", y=0.99)
+    _fit_single(fig, ax)
     return _finish(fig, path)
 
 
 def compare(before, after, name: str, path=None, steps=None):
-    """Two runs' signal overlaid: `before` (grey) and `after` (blue), e.g. for the grader."""
+    """Two runs' signal overlaid: `before` (grey) and `after` (blue), e.g. for the grader.
+    For a memory signal: both runs against the budget, and where a run ran out of memory,
+    a cross at the memory it needed then (also for a run that died before its first step)."""
     import numpy as np
     if name in _layers(before) or name in _layers(after):
         name = f"layer:{name}"
     _check_name(before if before.records else after, name)
-    title, ylabel, log = _spec(name)
-    fig, axes = _figure(6.4, 3.7)
+    spec = vocab.get(name)
+    memory = name in ("mem_mib", "mem_peak_mib")
+    fig, axes = _figure(6.4, 4.0)
     ax = axes[0][0]
-    values, drawn_any = [], False
-    for result, color, which, style in ((before, BEFORE_COLOR, "before", "--"),
-                                        (after, AFTER_COLOR, "after", "-")):
+    runs = ((before, BEFORE_COLOR, "before", "--", "x"), (after, AFTER_COLOR, "after", "-", "+"))
+    values, drawn_any, oom_peaks = [], False, {}
+    for result, color, which, style, _ in runs:
         label = f"{which} ({_run_label(result)})"
+        if memory and result.status == "oom" and result.end.get("peak_mib"):
+            oom_peaks[which] = result.end["peak_mib"]
         if not result.records:
-            ax.plot([], [], color=color, label=f"{label}: no steps ({result.status})")
+            if which not in oom_peaks:
+                ax.plot([], [], color=color, label=f"{label}: no steps ({result.status})")
             continue
-        if name == "layer_grad_norm":
+        if spec.kind == "layers":
             drawn = _draw_signal(ax, result, name, steps, label=which, linestyle=style)
-            values.extend(np.concatenate([_series(result, f"layer:{layer}", steps)[1]
-                                          for layer in _layers(result)]))
         else:
+            # the before run dashed and on top: where the fix changed nothing, both show
             drawn = _draw_signal(ax, result, name, steps, color=color, label=label,
-                                 linestyle="-")
-            values.extend(_series(result, name, steps)[1])
+                                 linestyle=style, zorder=2.5 if which == "before" else 2)
+        values.extend(_values(result, name, steps))
         if not drawn:
-            why = ("memory not tracked" if name.startswith("mem") and
-                   not memory_tracked(result) else "no finite values")
+            why = ("memory not tracked" if memory and not memory_tracked(result)
+                   else NO_VALUES)
             ax.plot([], [], color=color, label=f"{label}: {why}")
         drawn_any |= drawn
         _mark_events(ax, result, steps, color=color, label=False)
+    for result, _, which, _, mark in runs:
+        if which in oom_peaks:
+            # the evidence of an out-of-memory: what the failing step needed, against the budget
+            peak, step = oom_peaks[which], _end_step(result)
+            ax.plot([step], [peak], mark, color=OOM_COLOR, markersize=10, mew=2.2, zorder=6,
+                    label=f"{which}: out of memory at step {step}, needed {peak:.2f} MiB")
+            values.append(peak)
+            drawn_any = True
+    values = np.asarray(values, dtype=float)
+    log = _style(ax, f"{spec.title}: before vs after", spec.unit,
+                 spec.log if drawn_any else False, values)
+    references = {which: _reference(result, spec) for result, _, which, _, _ in runs}
+    if drawn_any and references["before"] == references["after"]:
+        _draw_reference(ax, references["after"], spec)
+    elif drawn_any:
+        for result, color, which, _, _ in runs:
+            _draw_reference(ax, references[which], spec, color=color, prefix=f"{which}: ")
     if not drawn_any:
-        ax.text(0.5, 0.5, "neither run has values to show", ha="center", va="center",
-                transform=ax.transAxes, fontsize=9, color="#444444")
-        ax.set_yticks([])
-    _style(ax, f"{title}: before vs after", ylabel, log, values)
+        longer = max((before, after), key=lambda r: len(r.records))
+        _note(ax, "neither run has values to show" if longer.records else
+              "neither run completed a step", ticks=bool(longer.records))
+        _all_steps(ax, longer, steps)
+    elif spec.floor_zero and not log:
+        finite = values[np.isfinite(values)]
+        top = max([*finite, *references.values(), 0.0])
+        ax.set_ylim(0, top * 1.12 if top > 0 else 1.0)
     if steps is None:
         _xlim(ax, before, after)
-    for result, color, which in ((before, BEFORE_COLOR, "before"), (after, AFTER_COLOR, "after")):
+    for result, color, which, _, _ in runs:
         bad = nonfinite_steps(result)
-        notes = []
-        if bad:
-            notes.append(f"non-finite from step {bad[0]}")
-        if result.status in ("oom", "error"):
+        notes = [f"non-finite from step {bad[0]}"] if bad else []
+        if result.status == "error" or (result.status == "oom" and not memory):
             notes.append("out of memory" if result.status == "oom" else "crashed")
         if notes:
             ax.plot([], [], color=color, linestyle=":", label=f"{which}: {', '.join(notes)}")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.suptitle(f"{after.scenario_id} · seed {after.seed}", fontsize=8, color="#555555",
-                 y=0.995)
-    fig.subplots_adjust(left=0.13, right=0.97, top=0.86, bottom=0.14)
+                 y=0.99)
+    _fit_single(fig, ax)
     return _finish(fig, path)
 
 
 def memory(result, path=None):
     """Memory in use after each step and each step's peak, against the budget."""
-    fig, axes = _figure(6.4, 3.7)
+    fig, axes = _figure(6.4, 3.9)
     ax = axes[0][0]
     _memory_panel(ax, result)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best", framealpha=0.8)
-    fig.suptitle(_title(result), fontsize=8, color="#555555", y=0.995)
-    fig.subplots_adjust(left=0.13, right=0.97, top=0.86, bottom=0.14)
+    fig.suptitle(_title(result), fontsize=8, color="#555555", y=0.99)
+    _fit_single(fig, ax)
     return _finish(fig, path)
 
 
 def lr_finder(report: dict, path=None):
     """The LR range test (`sim.probes.lr_range_test`): loss vs learning rate, log x axis."""
     import numpy as np
-    fig, axes = _figure(6.4, 3.7)
+    fig, axes = _figure(6.4, 3.9)
     ax = axes[0][0]
     lrs = np.asarray(report["lrs"], dtype=float)
     if len(lrs):
         ax.plot(lrs, report["losses"], color="#aaaaaa", linewidth=0.8, label="loss")
         ax.plot(lrs, report["smoothed"], color="#1f77b4", linewidth=1.6, label="smoothed loss")
         from matplotlib.ticker import FuncFormatter, NullFormatter
+        LogLocator = _in_view("LogLocator")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, numticks=8))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         smoothed = np.asarray(report["smoothed"], dtype=float)
@@ -493,21 +808,18 @@ def lr_finder(report: dict, path=None):
                    label=f"suggested (steepest) {report['suggested_lr']:.2g}")
     ax.set_title("learning-rate range test", fontsize=10, y=1.0, pad=5)
     ax.set_xlabel("learning rate (log)", fontsize=9)
-    ax.set_ylabel("loss (nats / token)", fontsize=9)
+    ax.set_ylabel(vocab.get("loss").unit, fontsize=9)
     ax.tick_params(which="both", labelsize=8)
     ax.grid(True, alpha=0.3, linewidth=0.6)
-    if len(lrs):
-        ax.legend(fontsize=7, loc="upper left")
-    else:
-        ax.text(0.5, 0.5, "no steps in the sweep", ha="center", va="center",
-                transform=ax.transAxes, fontsize=9, color="#444444")
-    fig.subplots_adjust(left=0.13, right=0.97, top=0.9, bottom=0.14)
+    if not len(lrs):
+        _note(ax, "no steps in the sweep", ticks=True)
+    _fit_single(fig, ax, suptitle=False)
     return _finish(fig, path)
 
 
 def write_run_plots(result, out_dir=None) -> list[Path]:
-    """plots/dashboard.png, loss.png, grad_norm.png (and memory.png when memory was tracked)
-    under `out_dir` (default: the run's own folder); returns the paths written."""
+    """plots/dashboard.png, loss.png, grad_norm.png (and memory.png when the run measured
+    memory) under `out_dir` (default: the run's own folder); returns the paths written."""
     out_dir = Path(out_dir if out_dir is not None else result.out_dir)
     folder = out_dir / "plots"
     folder.mkdir(parents=True, exist_ok=True)

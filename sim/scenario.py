@@ -159,6 +159,7 @@ class Scenario:
     # Each incident shows 1-3 of these harmless changes beside the real one.
     decoys: tuple[Change, ...] = ()
     harms: tuple[str, ...] = ()           # fixes that break even a healthy run (a trap)
+    evidence: str = "loss"                # the signal the before/after chart of a verdict shows
 
     def __post_init__(self) -> None:
         cause_ids = {c.id for c in self.causes}

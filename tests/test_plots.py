@@ -1,5 +1,6 @@
 """Plots: non-empty PNGs for healthy, non-finite, out-of-memory and empty runs; every signal;
-before/after overlays; the LR finder."""
+before/after overlays; the LR finder; and what the figures say (no-values notes, legends off
+the data, the memory evidence, distinct before/after bars, no cause in any text)."""
 from __future__ import annotations
 
 import math
@@ -7,14 +8,12 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from debugsim.sim import app, plots, signals
 from debugsim.sim.team_code import GradEnabledEval
 from debugsim.sim.scenario import Cause, Criterion, Fault, Scenario
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
 
 
 def scratch(base, causes=()):
@@ -66,7 +65,7 @@ def test_write_run_plots(runs, name, tmp_path):
     elapsed = time.perf_counter() - start
     names = sorted(p.name for p in paths)
     expected = ["dashboard.png", "grad_norm.png", "loss.png"]
-    if plots.memory_tracked(result):
+    if name != "untracked":               # memory.png when the data has memory figures
         expected.append("memory.png")
     assert names == sorted(expected)
     for path in paths:
@@ -133,8 +132,7 @@ def synthetic(records, status="completed", **config):
     """A RunResult from hand-written records (no training)."""
     from debugsim.sim.engines.training import summarize
     from debugsim.sim.result import RunResult
-    prepared = app.prepare(scratch(config), 0)
-    result = RunResult(prepared, status, None, records,
+    result = RunResult(app.prepare(scratch(config), 0), status, None, records,
                        {"peak_mib": 1.0, "peak_breakdown_mib": {}}, {})
     result.summary = summarize(result)
     return result
@@ -197,3 +195,187 @@ sys.exit(f"imported {{bad}}" if bad else 0)
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "plots" / "dashboard.png").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# what the figures say
+# --------------------------------------------------------------------------------------------
+
+def texts(figure) -> list[str]:
+    from matplotlib.text import Text
+    return [t.get_text() for t in figure.findobj(Text) if t.get_text()]
+
+
+def panel(figure, title_part):
+    found = [ax for ax in figure.axes if title_part in ax.get_title()]
+    assert len(found) == 1, [ax.get_title() for ax in figure.axes]
+    return found[0]
+
+
+def untracked(records, **config):
+    """A synthetic run without memory figures (and no peak in its end record)."""
+    result = synthetic([{**r, "mem_mib": None, "mem_peak_mib": None} for r in records], **config)
+    result.end = {"peak_mib": None, "peak_breakdown_mib": None}
+    return result
+
+
+def all_nan_run():
+    return untracked([record(i, loss=None, grad_norm=None, update_ratio=None, param_norm=None,
+                             nonfinite=5, layer_grad_norm={"embed": None, "head": None})
+                      for i in range(6)])
+
+
+def test_all_nan_panels_say_no_finite_values():
+    figure = plots.dashboard(all_nan_run())
+    titles = {signals.BY_NAME[n].title: n for n in ("loss", "grad_norm", "update_ratio")}
+    for title in titles:
+        ax = panel(figure, title)
+        notes = [t.get_text() for t in ax.texts]
+        assert any(plots.NO_VALUES in note for note in notes), (title, notes)
+        assert len(ax.get_yticks()) == 0          # no made-up y axis
+        assert ax.get_xlim()[1] >= 5              # the step axis still spans the run
+    ax = panel(figure, signals.BY_NAME["lr"].title)  # the learning rate is finite: drawn
+    assert not any(plots.NO_VALUES in t.get_text() for t in ax.texts)
+    assert plots.NO_VALUES in " ".join(texts(plots.signal(all_nan_run(), "loss")))
+
+
+def test_untracked_memory_is_read_from_the_data_not_the_config(tmp_path):
+    # the records have no memory figures: not tracked
+    result = untracked([record(i) for i in range(4)])
+    assert not plots.memory_tracked(result)
+    figure = plots.dashboard(result)
+    ax = panel(figure, signals.BY_NAME["update_ratio"].title)
+    assert ax.get_yscale() == "log"
+    assert any("rule of thumb" in label for label in ax.get_legend_handles_labels()[1])
+    assert not any("memory" in ax.get_title() for ax in figure.axes)
+    names = sorted(p.name for p in plots.write_run_plots(result, tmp_path))
+    assert names == ["dashboard.png", "grad_norm.png", "loss.png"]
+    tracked = synthetic([record(i) for i in range(4)])
+    assert plots.memory_tracked(tracked)
+    assert panel(plots.dashboard(tracked), "memory")
+    from pathlib import Path
+    source = (Path(plots.__file__)).read_text()
+    assert "track_memory" not in source          # the field is leaving the config
+
+
+def test_legends_sit_above_the_data(runs):
+    figures = [plots.dashboard(runs[k]) for k in ("healthy", "nan", "oom_later")]
+    figures += [plots.signal(runs["nan"], "layer_grad_norm"), plots.memory(runs["oom_later"]),
+                plots.compare(runs["nan"], runs["healthy"], "loss"),
+                plots.compare(runs["oom_later"], runs["one_step"], "mem_peak_mib")]
+    checked = 0
+    for figure in figures:
+        figure.canvas.draw()
+        width = figure.bbox.width
+        for ax in figure.axes:
+            legend = ax.get_legend()
+            if legend is None:
+                continue
+            box, plot_area = legend.get_window_extent(), ax.get_window_extent()
+            assert box.y0 >= plot_area.y1 - 1, (ax.get_title(), box, plot_area)
+            assert box.x0 >= 0 and box.x1 <= width + 1, (ax.get_title(), box, width)
+            title = ax.title.get_window_extent()
+            assert title.y0 >= box.y1 - 1, (ax.get_title(), title, box)
+            checked += 1
+    assert checked >= 8
+
+
+def test_dashboard_events_are_explained_once(runs):
+    figure = plots.dashboard(runs["nan"])
+    first = runs["nan"].summary["first_nonfinite_step"]
+    assert [t for t in texts(figure) if t == f"first non-finite (step {first})"] == \
+        [f"first non-finite (step {first})"]
+    assert any(t.startswith("non-finite steps") for t in texts(figure))
+    assert any(t.startswith("out of memory (step") for t in texts(plots.dashboard(runs["oom_later"])))
+
+
+@pytest.fixture(scope="module")
+def fits_12():
+    """Within the oom_later run's 12 MiB budget: completes."""
+    return run(memory_budget_mib=12.0, steps=4, eval_every=2)
+
+
+def test_compare_memory_shows_budget_and_the_out_of_memory(runs, fits_12):
+    before, after = runs["oom_later"], fits_12
+    assert after.status == "completed"
+    figure = plots.compare(before, after, "mem_peak_mib")
+    ax = figure.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    budget = signals.BY_NAME["mem_peak_mib"].reference_label.format(value=12.0)
+    assert budget in labels
+    oom = [label for label in labels if label.startswith("before: out of memory at step 1")]
+    assert oom and "needed" in oom[0]
+    marks = [line for line in ax.lines if line.get_marker() == "x"]
+    assert len(marks) == 1 and marks[0].get_ydata()[0] == pytest.approx(before.end["peak_mib"])
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > max(12.0, before.end["peak_mib"])
+    # a run that died before its first step still shows what it needed
+    figure = plots.compare(runs["oom_at_0"], after, "mem_mib")
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert any(label.startswith("before: out of memory at step 0") for label in labels)
+    assert plots.NO_VALUES not in " ".join(texts(figure))
+    # both died before a step: the crosses at step 0 on a whole-step axis, not +-0.05
+    figure = plots.compare(runs["oom_at_0"], runs["oom_at_0"], "mem_peak_mib")
+    low, high = figure.axes[0].get_xlim()
+    assert low < 0 < high and high - low >= 1
+    assert "neither run completed a step" in texts(plots.compare(runs["oom_at_0"],
+                                                                 runs["oom_at_0"], "loss"))
+
+
+def test_no_cause_in_any_text(runs, fits_12, tmp_path):
+    result = runs["oom_later"]                    # injected cause: "eval_grad"
+    assert result.cause_id == "eval_grad"
+    figures = [plots.dashboard(result), plots.signal(result, "loss"), plots.memory(result),
+               plots.compare(result, fits_12, "mem_peak_mib")]
+    for figure in figures:
+        assert not any("eval_grad" in t or "eval with grad" in t for t in texts(figure))
+    assert not any("eval_grad" in p.name for p in plots.write_run_plots(result, tmp_path))
+
+
+def test_returned_figure_has_its_own_canvas(runs):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    a = plots.dashboard(runs["healthy"])
+    b = plots.dashboard(runs["nan"])
+    assert type(a.canvas) is FigureCanvasAgg
+    a.canvas.draw()
+    pixels = np.asarray(a.canvas.buffer_rgba()).copy()
+    b.canvas.draw()
+    assert np.array_equal(pixels, np.asarray(a.canvas.buffer_rgba()))
+
+
+# --------------------------------------------------------------------------------------------
+# the memory planner's bar chart
+# --------------------------------------------------------------------------------------------
+
+def test_before_after_bars_are_labelled_apart(tmp_path):
+    from debugsim.sim.memplan.accounting import Strategy, plan_memory
+    from debugsim.sim.memplan.chart import plot_plans, setting_differences
+    off = plan_memory("llama-2-13b", Strategy(method="lora", batch=4, seq=4096))
+    on = plan_memory("llama-2-13b", Strategy(method="lora", batch=4, seq=4096,
+                                              checkpointing=True))
+    smaller = plan_memory("llama-2-13b", Strategy(method="lora", batch=1, seq=4096))
+    assert setting_differences([off, smaller]) == [["micro-batch 4"], ["micro-batch 1"]]
+    figure = plot_plans([("before: lora", off), ("after: lora", smaller)], 40 * 10**9, None,
+                        differences=True)
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert labels[0] != labels[1]
+    assert "micro-batch 4" in labels[0] and "micro-batch 1" in labels[1]
+    figure = plot_plans([("before: lora", off), ("after: lora+ckpt", on)], 40 * 10**9, None,
+                        differences=True)
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert "checkpointing off" in labels[0] and "checkpointing on" in labels[1]
+    figure = plot_plans([("before: lora", off), ("after: lora", off)], 40 * 10**9, None,
+                        differences=True)
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert all("(same settings)" in label for label in labels)
+    path = plot_plans([("before: lora", off), ("after: lora", smaller)], 40 * 10**9,
+                      str(tmp_path / "ba.png"), differences=True)
+    assert path == str(tmp_path / "ba.png")
+    assert_png(tmp_path / "ba.png")
+
+
+def test_planner_before_after_chart(tmp_path):
+    before = app.simulate("oom_13b", 0, "unchecked_activations")
+    after = app.simulate("oom_13b", 0, "unchecked_activations", ("micro_batch",))
+    assert before.summary["plan"] == after.summary["plan"]        # the strategy labels alike
+    path = before.prepared.engine.evidence_plot(before, after, tmp_path)
+    assert_png(path)

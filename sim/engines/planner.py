@@ -187,7 +187,8 @@ class PlannerEngine:
         path.parent.mkdir(parents=True, exist_ok=True)
         plot_plans([("before: " + before.summary["plan"], before.detail),
                     ("after: " + after.summary["plan"], after.detail)],
-                   round(after.summary["gpu_capacity_gb"] * 1e9), str(path))
+                   round(after.summary["gpu_capacity_gb"] * 1e9), str(path), differences=True,
+                   xlabel="", title="Memory per GPU by category: before vs after")
         return path
 
     def verdict_notes(self, verdict) -> list[str]:

@@ -118,7 +118,8 @@ class TrainingEngine:
 
     def evidence_plot(self, before: RunResult, after: RunResult, plot_dir: Path) -> Path:
         from ..plots import compare
-        return compare(before, after, "loss", Path(plot_dir) / "before_after_loss.png")
+        name = before.prepared.scenario.evidence
+        return compare(before, after, name, Path(plot_dir) / f"before_after_{name}.png")
 
     def verdict_notes(self, verdict) -> list[str]:
         return []
