@@ -207,18 +207,20 @@ def dev_group() -> None:
               help="Comma-separated seeds.")
 @click.option("--keys", default="debugsim-matrix", show_default=True,
               help="Comma-separated incident keys ('bare': the base without decoys).")
-def dev_check_command(scenario_ids, seeds, keys) -> None:
+@click.option("--jobs", type=click.IntRange(1, 64), default=os.cpu_count() or 1,
+              show_default="the CPU count", help="Processes to spread the re-runs over.")
+def dev_check_command(scenario_ids, seeds, keys, jobs) -> None:
     """Prove every declared verdict by re-running: causes break, fixes pass, distractors fail."""
-    from .sim.selfcheck import check_scenario
+    from .sim.selfcheck import check_many
     with usage_errors():
         scenarios = app.scenarios(scenario_ids)
     failed = total = 0
-    for scenario in scenarios:
-        for finding in check_scenario(scenario, seeds, app.matrix_keys(keys)):
+    for scenario, findings in check_many(scenarios, seeds, app.matrix_keys(keys), jobs):
+        for finding in findings:
             total, failed = total + 1, failed + (not finding.ok)
             if not finding.ok:
                 click.echo(finding.line())
-        click.echo(f"{scenario.id}: checked")
+        click.echo(f"{scenario.id}: seed {findings[0].seed} checked")
     click.echo(f"{total - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

@@ -100,3 +100,29 @@ def _finding(scenario, seed, key, cause_id, fixes, broken, before) -> Finding:
     if got in ("resolved", "workaround") and len(verdict.unneeded) != len(fixes) - 1:
         got += f" (unneeded {verdict.unneeded or 'none'}, expected {len(fixes) - 1})"
     return Finding(scenario.id, seed, key, cause_id, tuple(fixes), expected, got)
+
+
+def _check_unit(unit) -> list[Finding]:
+    scenario_id, seed, keys = unit
+    from . import registry
+    return list(check_scenario(registry.get(scenario_id), (seed,), keys))
+
+
+def check_many(scenarios: Sequence[Scenario], seeds: Iterable[int] = DEFAULT_SEEDS,
+               keys: Sequence[str | None] = (MATRIX_KEY,), jobs: int = 1):
+    """Yields (scenario, findings of one seed) as each completes, spread over `jobs` processes
+    (each (scenario, seed) is independent; runs are deterministic, so the split changes
+    nothing but the wall time). Registered scenarios only when jobs > 1."""
+    units = [(s.id, seed, tuple(keys)) for s in scenarios for seed in seeds]
+    if jobs <= 1:
+        for scenario in scenarios:
+            for seed in seeds:
+                yield scenario, list(check_scenario(scenario, (seed,), keys))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    by_id = {s.id: s for s in scenarios}
+    context = multiprocessing.get_context("spawn")    # a fresh interpreter: no forked torch state
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        for unit, findings in zip(units, pool.map(_check_unit, units)):
+            yield by_id[unit[0]], findings

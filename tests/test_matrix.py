@@ -1,17 +1,28 @@
 """The verdict matrix: every scenario × cause × fix × seed gets its declared verdict by re-run."""
+import os
+
 import pytest
 
-from debugsim.sim import registry
-from debugsim.sim import app
-from debugsim.sim.selfcheck import check_scenario, combinations
+from debugsim.sim import app, registry
+from debugsim.sim.selfcheck import check_many, combinations
 
 SEEDS = (0, 1, 2)
+JOBS = min(os.cpu_count() or 1, 4)
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    """Every scenario's findings, the (scenario, seed) units spread over the CPUs."""
+    found: dict[str, list] = {}
+    for scenario, findings in check_many(registry.all_scenarios(), SEEDS, jobs=JOBS):
+        found.setdefault(scenario.id, []).extend(findings)
+    return found
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", registry.all_scenarios(), ids=lambda s: s.id)
-def test_every_declared_verdict_holds_on_rerun(scenario):
-    findings = list(check_scenario(scenario, SEEDS))
+def test_every_declared_verdict_holds_on_rerun(scenario, matrix):
+    findings = matrix[scenario.id]
     mismatches = [f.line() for f in findings if not f.ok]
     assert not mismatches, "\n".join(mismatches)
     # the matrix really covered every cause, every fix and every combination on every seed
