@@ -1,9 +1,13 @@
 """oom — CUDA out of memory. An oversized batch, a leak, or an evaluation that keeps a graph?"""
-from ..sim.team_code import GradEnabledEval, MetricHistoryLeak
+from ..sim.team_code import GlobalBatchLoader, GradEnabledEval, MetricHistoryLeak
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, memory_climbs, out_of_memory_after_flat_steps, \
     out_of_memory_at_step
+
+LOADER_CODE = "Moved gradient accumulation into the data loader"
+METRIC_CODE = "Log a confidence metric every micro-batch"
+EVAL_CODE = "Refactored the evaluation loop"
 
 SCENARIO = Scenario(
     id="oom",
@@ -22,15 +26,18 @@ SCENARIO = Scenario(
         Cause(
             id="batch_too_large",
             title="The micro-batch is too large for the device",
-            fault=Fault("gradient accumulation removed: 64 sequences in one micro-batch",
-                        config={"batch_size": 64, "grad_accum_steps": 1}),
+            fault=Fault("the data loader yields the whole step's 64 sequences as one "
+                        "micro-batch (it was given the global batch size)",
+                        callbacks=(GlobalBatchLoader,)),
             explanation=(
-                "Activation memory grows linearly with the micro-batch. Running all 64 sequences\n"
-                "at once needs about 8.5 MiB at the end of the forward pass, twice the device.\n"
-                "It fails on the very first step, always at the same place."),
+                "Activation memory grows linearly with the micro-batch. The refactored loader\n"
+                "was handed the global batch size, so every forward pass ran all 64 sequences of\n"
+                "the step at once: about 8.5 MiB at the end of the forward pass, twice the device.\n"
+                "The config still says micro-batches of 16; the batch probe shows 64 rows. It\n"
+                "fails on the very first step, always at the same place."),
             tell="out of memory at step 0 during the forward pass; activations dominate the "
-                 "breakdown; memory is flat, not climbing",
-            changes=("Simplified the batching: one batch per optimizer step",),
+                 "breakdown; the batch at step 0 has 64 sequences where the config says 16",
+            changes=(LOADER_CODE,),
             signal=Tell("memory", out_of_memory_at_step(0))),
         Cause(
             id="kept_graph",
@@ -43,7 +50,7 @@ SCENARIO = Scenario(
                 "Every micro-batch adds one more, so memory climbs step by step until it runs out."),
             tell="memory in use at the end of each step climbs steadily; the out-of-memory "
                  "comes after a dozen healthy steps",
-            changes=("Log a confidence metric every micro-batch",),
+            changes=(METRIC_CODE,),
             signal=Tell("plot mem_mib", memory_climbs(0.02))),
         Cause(
             id="eval_with_grad",
@@ -56,12 +63,14 @@ SCENARIO = Scenario(
                 "Training steps fit; the first evaluation does not."),
             tell="training steps are flat and well under budget; the crash is at the first "
                  "evaluation step",
-            changes=("Refactored the evaluation loop",),
+            changes=(EVAL_CODE,),
             signal=Tell("plot mem_mib", out_of_memory_after_flat_steps(3))),
     ),
     fixes=(
         Fix("micro_batch", "Micro-batches of 16 with 4 accumulation steps (same 64 per step)",
             config={"batch_size": 16, "grad_accum_steps": 4}),
+        Fix("fix_loader", "Have the data loader yield micro-batches of batch_size",
+            repairs=(GlobalBatchLoader,)),
         Fix("smaller_batch", "Cut the batch to 16 sequences", config={"batch_size": 16,
                                                                      "grad_accum_steps": 1}),
         Fix("checkpointing", "Turn on activation checkpointing",
@@ -75,7 +84,7 @@ SCENARIO = Scenario(
     # data-limited), so the held-out bar alone would not reliably catch the trap; the data budget,
     # read from the re-run itself, does.
     criterion=Criterion(max_eval_loss=2.62, min_sequences_seen=64 * 30),
-    resolves={"batch_too_large": ("micro_batch",), "kept_graph": ("detach_metric",),
+    resolves={"batch_too_large": ("fix_loader",), "kept_graph": ("detach_metric",),
               "eval_with_grad": ("eval_no_grad",)},
     harms=("smaller_batch",),
     evidence="mem_peak_mib",
@@ -84,9 +93,9 @@ SCENARIO = Scenario(
     fixed=FIXED_REASONS,
     decoys=(
         Change("Added a 2-step learning-rate warmup", {"warmup_steps": 2}),
-        Change("Refactored the evaluation loop"),
-        Change("Log a confidence metric every micro-batch"),
-        Change("Refactored the training step"),
+        Change("Accumulate over 8 micro-batches of 8 (the same 64 per step)",
+               {"batch_size": 8, "grad_accum_steps": 8}),
+        Change(LOADER_CODE), Change(METRIC_CODE), Change(EVAL_CODE),
     ),
     interview_question="The model doesn't fit in GPU memory. What are your options, and what "
                        "does each cost?",

@@ -120,11 +120,15 @@ def grade(incident: Prepared, named_cause: str | None, fixed: Prepared,
 
 
 def _minimal(fixed: Prepared) -> tuple[Prepared, list[str]]:
-    """Drop each change the run still passes without (in the order given): what is left is
-    needed, what was dropped is unneeded."""
+    """The changes the run needs: the first one that passes on its own if there is one, else
+    what is left after dropping, in order, each change the run still passes without. The
+    rest are unneeded."""
     kept, unneeded = _changes(fixed), []
     if len(kept) < 2:
         return fixed, []
+    for change in kept:
+        if judge(runs.execute(_rebuild(fixed, [change]))) == "resolved":
+            return _rebuild(fixed, [change]), [_label(c) for c in kept if c != change]
     for change in list(kept):
         trial = [c for c in kept if c != change]
         if trial and judge(runs.execute(_rebuild(fixed, trial))) == "resolved":

@@ -10,6 +10,34 @@ from __future__ import annotations
 from .callbacks import Callback
 
 
+class UnboundedWarmup(Callback):
+    """The warmup scales the lr by the step number, not by the fraction of the warmup done,
+    and never stops: `lr * (step + 1)` instead of `lr * min(1, (step + 1) / warmup_steps)`.
+    The config still says the lr it was given; the lr the optimizer uses grows every step."""
+
+    def on_step_start(self, run) -> None:
+        if run.config.warmup_steps:
+            run.lr = run.config.lr * (run.step + 1)
+            for group in run.optimizer.param_groups:
+                group["lr"] = run.lr
+
+
+class GlobalBatchLoader(Callback):
+    """The data loader was handed the global batch size: every micro-batch it yields holds all
+    `batch_size * grad_accum_steps` sequences of the optimizer step, so each forward pass runs
+    on the whole step's data at once. The config still says micro-batches of `batch_size`."""
+
+    def on_batch(self, run, batch):
+        import torch
+        from .data import Batch
+        parts = [run.stream.batch(run.step, m) for m in range(run.config.grad_accum_steps)]
+        if len(parts) == 1:
+            return None
+        pads = [p.key_padding for p in parts]
+        return Batch(torch.cat([p.tokens for p in parts]), torch.cat([p.targets for p in parts]),
+                     None if pads[0] is None else torch.cat(pads))
+
+
 class UnsafeTokenMean(Callback):
     """The loss divides the summed token loss by the number of supervised tokens with no guard:
     a batch with no supervised tokens gives 0 / 0 = NaN."""

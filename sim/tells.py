@@ -126,3 +126,11 @@ def kv_cache_changes_text(run: RunResult) -> bool:
     from . import runs
     uncached = prepared.with_fixes(prepared.fix_ids, {**prepared.sets, "kv_cache": False})
     return runs.execute(uncached).samples != run.samples
+
+
+def lr_climbs_past_config(factor: float) -> Callable[[RunResult], bool]:
+    """The lr the optimizer used (the log's lr column) rises to `factor` x the configured lr."""
+    def holds(run: RunResult) -> bool:
+        used = _finite(r["lr"] for r in run.records)
+        return bool(used) and max(used) >= factor * run.prepared.config.lr
+    return holds

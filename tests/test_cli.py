@@ -45,11 +45,11 @@ def test_list_and_show():
 @pytest.mark.parametrize("args, fragment", [
     (["show", "nan_los"], "did you mean 'nan_loss'"),
     (["run", "nan_loss", "--cause", "lr_to_high"], "did you mean 'lr_too_high'"),
-    (["run", "nan_loss", "--fix", "lower_rl"], "did you mean 'lower_lr'"),
+    (["run", "nan_loss", "--fix", "fix_sheduler"], "did you mean 'fix_scheduler'"),
     (["run", "nan_loss", "--set", "lr=-1"], "lr=-1.0: must be greater than 0"),
     (["run", "nan_loss", "--set", "batch_size=abc"], "expected an integer"),
     (["run", "nan_loss", "--set", "colour=red"], "unknown setting 'colour'"),
-    (["check", "nan_loss", "--seed", "1", "--cause", "nope", "--fix", "lower_lr"],
+    (["check", "nan_loss", "--seed", "1", "--cause", "nope", "--fix", "clip_grad"],
      "unknown cause 'nope'"),
     (["check", "nan_loss", "--seed", "1", "--cause", "lr_too_high"], "name a fix"),
     # a planner setting the planner cannot compute is caught when settings are validated
@@ -126,13 +126,15 @@ def test_masking_fix_is_called_out():
 
 def test_play_with_piped_input(tmp_path):
     seed = _seed_with_cause("nan_loss", "fully_masked_row")
-    answers = "table 0 3\nbatch 0\n\n3\nlower_lr\n"
+    answers = "table 0 3\nbatch 0\n\n3\nclip_grad\nn\n"
     wrong = invoke("play", "nan_loss", "--seed", seed, "--out", tmp_path / "w", input=answers)
     assert wrong.exit_code == 1, wrong.output
     assert "NOT_RESOLVED" in wrong.output and "NOT PASSED" in wrong.output
     right = invoke("play", "nan_loss", "--seed", seed, "--out", tmp_path / "r",
-                   input="\n3\nfinite_mask\n")
+                   input="\n7\n\n3\nzzz\nfinite_mask\n")       # typos ask again
     assert right.exit_code == 0, right.output
+    assert "unknown cause '7'" in right.output and "(an answer, please)" in right.output
+    assert "unknown fix 'zzz'" in right.output
     assert "RESOLVED" in right.output and "PASSED" in right.output
     assert (tmp_path / "r" / "plots" / "before_after_loss.png").exists()
 
@@ -222,7 +224,7 @@ def test_memory_command_is_registered_and_crosschecks_the_tiny_model():
                                   ["run", "nan_loss", "--seed", "99999999999999999999"],
                                   ["run", "nan_loss", "--seed", "-1"],
                                   ["check", "nan_loss", "--seed", "4294967296", "--cause",
-                                   "lr_too_high", "--fix", "lower_lr"],
+                                   "lr_too_high", "--fix", "clip_grad"],
                                   ["play", "nan_loss", "--seed", "4294967296"],
                                   ["dev", "check", "nan_loss", "--seeds", "0,4294967296"]])
 def test_click_usage_errors_are_one_line_too(argv):
@@ -286,7 +288,7 @@ def test_json_has_null_not_nan(tmp_path):
         _strict_json(line)
     seed = _seed_with_cause("nan_loss", "fully_masked_row")
     graded = invoke("check", "nan_loss", "--seed", seed, "--cause", "fully_masked_row",
-                    "--fix", "lower_lr", "--json")
+                    "--fix", "clip_grad", "--json")
     assert graded.exit_code == 1, graded.output
     verdict = _strict_json(graded.output)
     assert verdict["after"]["summary"]["final_loss"] is None

@@ -56,12 +56,12 @@ def test_incidents_need_the_key():
 def test_a_wrong_answer_does_not_name_the_right_one():
     seed = next(s for s in range(50) if app.incident("nan_loss", s).cause_id == "fully_masked_row")
     result = invoke("check", "nan_loss", "--seed", seed, "--cause", "lr_too_high",
-                    "--fix", "lower_lr", "--json")
+                    "--fix", "clip_grad", "--json")
     assert result.exit_code == 1
     verdict = json.loads(result.output)
     assert not verdict["cause_correct"] and "fully_masked_row" not in result.output
     text = invoke("check", "nan_loss", "--seed", seed, "--cause", "lr_too_high",
-                  "--fix", "lower_lr").output
+                  "--fix", "clip_grad").output
     assert "fully_masked_row" not in text and "not correct" in text
 
 
@@ -123,3 +123,33 @@ def test_the_change_list_shows_decoys_beside_the_real_change():
         assert len(log) >= 2 and log == sorted(log)
         assert any(line.startswith("Changes since the last good run") for line in
                    app.changes(prepared))
+
+
+def _config_diff(prepared) -> tuple:
+    """What config.json says changed since the last good run: (setting, value) pairs."""
+    from debugsim.sim import incidents
+    engine = prepared.engine
+    last_good = engine.settings_of(engine.prepare(
+        incidents.bare(prepared.scenario, prepared.incident.train_seed)))
+    now = engine.settings_of(prepared)
+    return tuple(sorted((k, str(v)) for k, v in now.items()
+                        if k != "seed" and last_good.get(k) != v))
+
+
+# Scenarios whose every cause is code behind a harmless-looking setting. The others still
+# have causes that are settings alone (an lr, a decoding flag, a memory plan), which any
+# config file names; they are the open part of the honest-grading work.
+CONFIG_SILENT = ("nan_loss", "oom")
+
+
+@pytest.mark.parametrize("scenario_id", CONFIG_SILENT)
+def test_config_json_alone_does_not_determine_the_cause(scenario_id):
+    """Over many keys, every config diff a cause produces is also produced by another cause."""
+    scenario = registry.get(scenario_id)
+    causes_by_diff: dict[tuple, set] = {}
+    for k in range(30):
+        for cause in scenario.causes:
+            diff = _config_diff(app.injected(scenario, 5, cause.id, key=f"diff-key-{k}"))
+            causes_by_diff.setdefault(diff, set()).add(cause.id)
+    telling = {diff: causes for diff, causes in causes_by_diff.items() if len(causes) == 1}
+    assert not telling, telling
