@@ -20,11 +20,16 @@ SCENARIO = Scenario(
             title="The learning rate is too high",
             fault=Fault("lr 0.3 (ten times the tuned value)", config={"lr": 0.3}),
             explanation=(
-                "The first large updates threw the weights far from where the gradients point;\n"
-                "the gradient norm spiked by two orders of magnitude, ReLU-like units died, and the\n"
-                "model fell back to predicting word frequencies (loss ~2.48 = ln 12)."),
-            tell="gradient-norm spike in the first steps, then a loss stuck at the unigram "
-                 "level; the LR range test's loss blows up well below this lr",
+                "As warmup reached lr 0.3, the updates threw the weights far from where the\n"
+                "gradients point: between steps 5 and 13 the loss peaked at 17-140 nats and the\n"
+                "gradient norm at 100-1000x its start, the weights grew about 60-fold, and almost\n"
+                "every hidden unit ended in GELU's flat negative tail (dead). What was left could\n"
+                "only predict word frequencies: the loss sits at the unigram baseline (~2.47) for\n"
+                "the rest of the run, with a gradient norm below where it started."),
+            tell="loss and gradient norm spike in the first ~15 steps (grad norm 20-150 from "
+                 "0.16), then the loss sits flat at the unigram baseline (~2.47) with a smaller "
+                 "grad norm than at step 0; the weights' norm grows ~60x; the LR range test's "
+                 "loss bottoms out at lr 0.11-0.15, below this lr",
             changes=("Cleaned up the optimizer settings",),
             signal=Tell("plot loss", loss_spikes(2.0, within=15))),
         Cause(
@@ -32,11 +37,17 @@ SCENARIO = Scenario(
             title="The learning rate is too low",
             fault=Fault("lr 3e-3 (ten times below the tuned value)", config={"lr": 3e-3}),
             explanation=(
-                "Each step moved the weights by a tiny fraction of their size: the update/param\n"
-                "ratio sat far below the usual ~1e-3, so in 60 steps the model barely left its\n"
-                "initial guess. Nothing is broken; it is just slow."),
-            tell="smooth, slowly falling loss with no spikes; update/param ratio far below 1e-3; "
-                 "the LR range test suggests a much larger lr",
+                "Each step moved the weights a tenth as far as the tuned recipe's. Adam moves\n"
+                "every weight by about the lr, and these weights start tiny, so the update/param\n"
+                "ratio still looks large (about 0.1 after warmup, 0.003 at the end) and the usual\n"
+                "'about 1e-3' rule of thumb does not flag it; what does is the ratio against a\n"
+                "healthy run (3x smaller over the first ten steps) and weights that barely grow.\n"
+                "In 60 steps the model only got as far as word frequencies. Nothing is broken; it\n"
+                "is just slow, and the cosine schedule makes the last steps slower still."),
+            tell="smooth loss that falls slowly and never rises (at most +0.05 between steps), "
+                 "ending just below the unigram baseline (~2.42); grad norm flat near its start; "
+                 "the weights' norm only triples; update/param about 3x below a healthy run's in "
+                 "the first steps; the LR range test suggests an lr 4-40x larger",
             changes=("Cleaned up the optimizer settings",),
             signal=Tell("plot loss", loss_never_rises(0.05))),
     ),
@@ -48,7 +59,11 @@ SCENARIO = Scenario(
         Fix("train_longer", "Train twice as long (120 steps)", config={"steps": 120},
             cost="it doubles the compute budget instead of fixing the step size"),
     ),
-    criterion=Criterion(max_final_loss=1.6, max_loss_swing=0.1),
+    # Held-out loss at least 60% of the way from the unigram baseline (2.4647: word frequencies,
+    # nothing of the grammar) to the entropy floor (0.9641), i.e. <= 1.564. Measured on seeds 0-9
+    # (benchmarks/learning.py): healthy 1.21-1.29; lr_too_low 2.39-2.44 (2.11-2.18 even when
+    # trained for 120 steps); lr_too_high 2.46-2.49.
+    criterion=Criterion(min_learnt=0.6, baselines=(0.9641, 2.4647), max_loss_swing=0.1),
     resolves={"lr_too_high": ("lr_down_10x",), "lr_too_low": ("lr_up_10x",)},
     recipe=("lr", "warmup_steps", "schedule", "grad_clip", "optimizer", "momentum",
             "weight_decay", "batch_size", "grad_accum_steps"),
@@ -64,9 +79,10 @@ SCENARIO = Scenario(
         "Look at the shape of the curve before touching anything. Spikes, oscillation or a\n"
         "jump up followed by a plateau mean the steps are too big: lower the lr, add warmup\n"
         "(it protects the first steps, when Adam's second-moment estimates are poor), clip\n"
-        "gradients. A smooth but slow descent with a tiny update/param ratio means the steps\n"
-        "are too small. The LR range test (sweep lr up exponentially for a few dozen steps,\n"
-        "take roughly a tenth of where the loss blows up) finds the range in minutes. If you\n"
-        "change the batch size, scale the lr with it (linearly for SGD, about with the square\n"
-        "root for Adam) and re-check. Training longer only hides a too-low lr at a high price."),
+        "gradients. A smooth but slow descent with weights that barely move (an update/param\n"
+        "ratio well below a healthy run's) means the steps are too small. The LR range test\n"
+        "(sweep lr up exponentially for a few dozen steps, take roughly a tenth of where the\n"
+        "loss blows up) finds the range in minutes. If you change the batch size, scale the\n"
+        "lr with it (linearly for SGD, about with the square root for Adam) and re-check.\n"
+        "Training longer only hides a too-low lr at a high price."),
 )

@@ -49,8 +49,9 @@ SCENARIO = Scenario(
             fault=Fault("steps cut from 150 to 20 (an early checkpoint got exported)",
                         config={"steps": 20}),
             explanation=(
-                "The model never learned the language: its loss stopped near 2.2 nats where a\n"
-                "trained model reaches about 1.1 (the language's own entropy is 0.9). An early\n"
+                "The model never learned the language: its held-out loss stopped near 2.15 nats,\n"
+                "barely below the 2.27 of predicting word frequencies, where a trained model\n"
+                "reaches about 1.1 (the floor, the true generator's own loss, is 0.96). An early\n"
                 "model knows little more than which words are common and which tend to follow\n"
                 "the last one, so its argmax falls into a short cycle (often the same one for\n"
                 "every prompt) that the repetition penalty cannot break. Sampling hides the loops\n"
@@ -97,9 +98,11 @@ SCENARIO = Scenario(
     ),
     # Measured on seeds 0-9: healthy runs repeat <= 0.24 of their 3-grams with loops <= 7.3
     # tokens and 100% grammatical greedy text (sampled: >= 0.94); the broken ones repeat >= 0.45
-    # with loops >= 11.9, or are < 0.6 grammatical under sampling; trained loss ~1.1, early ~2.2.
-    criterion=Criterion(max_final_loss=1.45, max_repeat_rate=0.35, max_longest_loop=9,
-                        min_valid_rate=0.8),
+    # with loops >= 11.9, or are < 0.6 grammatical under sampling. Held-out loss: at least 60% of
+    # the way from the unigram baseline (2.2730) to the entropy floor (0.9565), i.e. <= 1.483;
+    # healthy 1.08-1.16 (benchmarks/learning.py), undertrained ~2.2.
+    criterion=Criterion(min_learnt=0.6, baselines=(0.9565, 2.2730), max_repeat_rate=0.35,
+                        max_longest_loop=9, min_valid_rate=0.8),
     resolves={
         "greedy_no_penalty": ("sample", "nucleus", "repetition_penalty", "no_repeat_ngram"),
         "undertrained": ("train_longer",),

@@ -6,6 +6,11 @@ its entropy is known (the loss floor), and generated text can be checked against
 The language itself is fixed for the product; a run's seed only decides which sentences are
 drawn. Sample i of a run is the same whatever the batch size, so micro-batching a large batch
 sees exactly the same data.
+
+Two reference points tell how much a run has learnt (see `baselines`): the entropy floor (the
+loss of the true generator itself; no model can do better on average) and the unigram baseline
+(the loss of predicting the marginal token frequencies, which a model reaches without learning
+any of the grammar).
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ IGNORE = -100                    # target value that the loss skips
 BRANCH_PROBS = (0.6, 0.3, 0.1)
 LANGUAGE_SEED = 1729
 CHUNK = 256                      # sequences generated per seeded chunk
+MIN_PROMPT = 2                   # sft: prompts have MIN_PROMPT .. seq_len words
+RESPONSE_LENGTHS = (3, 8)        # sft: responses have 3 .. 8 words (uniform), then EOS
 
 
 @dataclass
@@ -54,8 +61,22 @@ class Grammar:
 
     @property
     def entropy(self) -> float:
-        """Per-token entropy in nats: the lowest loss any model can reach on this language."""
+        """Entropy in nats of a word given the two before it (the same for every pair). A
+        sequence's first two words are uniform, so the loss floor over a whole sequence is a
+        little higher: see `baselines`."""
         return -sum(p * math.log(p) for p in BRANCH_PROBS)
+
+    def word_marginals(self, length: int) -> torch.Tensor:
+        """(length, n_words) float64: the distribution of the word at each position of a sampled
+        sequence (the first two are uniform; after that it follows the chain)."""
+        n = self.n_words
+        step = self.probs[FIRST_WORD:, FIRST_WORD:, FIRST_WORD:].double()    # T[a, b, c]
+        pairs = torch.full((n, n), 1.0 / n ** 2, dtype=torch.float64)         # P(x_t, x_t+1)
+        out = [torch.full((n,), 1.0 / n, dtype=torch.float64)]
+        for _ in range(length - 1):
+            out.append(pairs.sum(0))
+            pairs = (pairs[:, :, None] * step).sum(0)
+        return torch.stack(out[:length])
 
     def sample(self, count: int, length: int, gen: torch.Generator) -> torch.Tensor:
         """`count` word sequences of `length` tokens."""
@@ -131,8 +152,9 @@ class SftStream:
         size = size or self.POOL
         gen = torch.Generator().manual_seed(seed)
         words = self.grammar.sample(size, cfg.seq_len + 8, gen)
-        prompt_lengths = torch.randint(2, cfg.seq_len + 1, (size,), generator=gen)
-        response_lengths = torch.randint(3, 9, (size,), generator=gen)
+        prompt_lengths = torch.randint(MIN_PROMPT, cfg.seq_len + 1, (size,), generator=gen)
+        response_lengths = torch.randint(RESPONSE_LENGTHS[0], RESPONSE_LENGTHS[1] + 1, (size,),
+                                         generator=gen)
         rows, lengths = [], []
         for i in range(size):
             p, r = int(prompt_lengths[i]), int(response_lengths[i])
@@ -188,3 +210,122 @@ class SftStream:
 
 def make_stream(config):
     return SftStream(config) if config.data == "sft" else MarkovStream(config)
+
+
+# --- reference points: the entropy floor and the unigram baseline ---------------------------
+
+@dataclass(frozen=True)
+class Baselines:
+    """Two reference losses (nats per supervised token) for a data setting.
+
+    floor    the cross-entropy of the true generator: the conditional entropy of each supervised
+             target given everything before it, averaged over supervised positions. No model
+             reaches below it on average.
+    unigram  the cross-entropy of predicting the marginal frequencies of the supervised targets,
+             whatever the context: where a model lands that has learnt none of the grammar.
+    """
+    floor: float
+    unigram: float
+
+    def bar(self, fraction: float = 0.5) -> float:
+        """The loss `fraction` of the way from the floor up to the unigram baseline: 0.5 is
+        halfway, smaller is stricter."""
+        return self.floor + fraction * (self.unigram - self.floor)
+
+    def learnt(self, loss: float) -> float:
+        """How far `loss` has come down from the unigram baseline towards the floor: 0 at the
+        baseline, 1 at the floor."""
+        return (self.unigram - loss) / (self.unigram - self.floor)
+
+
+def _hazard(k: int) -> float:
+    """sft: the probability that the response ends after k words, given it has k words."""
+    low, high = RESPONSE_LENGTHS
+    return 0.0 if k < low else 1.0 / (high - k + 1) if k <= high else 1.0
+
+
+def _entropy(dist: torch.Tensor) -> float:
+    dist = dist[dist > 0]
+    return float(-(dist * dist.log()).sum())
+
+
+@lru_cache(maxsize=32)
+def _baselines(data: str, vocab_size: int, seq_len: int) -> Baselines:
+    g = grammar(vocab_size)
+    n, branch = g.n_words, g.entropy
+    if data != "sft":
+        # targets are words 1 .. seq_len of a sampled sequence: word 1 is uniform whatever word 0
+        # was; every later word has the branch entropy given the two before it
+        floor = (math.log(n) + (seq_len - 1) * branch) / seq_len
+        return Baselines(floor, _entropy(g.word_marginals(seq_len + 1)[1:].mean(0)))
+    # sft: [BOS] p prompt words [SEP] r response words [EOS], cut to seq_len + 1 tokens; the
+    # supervised targets are the response words and EOS that survive the cut. Enumerate p and r.
+    low, high = RESPONSE_LENGTHS
+    prompts, responses = range(MIN_PROMPT, seq_len + 1), range(low, high + 1)
+    weight = 1.0 / (len(prompts) * len(responses))
+    at_position = [0.0] * (seq_len + high + 1)      # expected targets that are word i of the sample
+    eos = nll = count = 0.0
+    for p in prompts:
+        for r in responses:
+            for j in range(p + 2, min(p + r + 2, seq_len) + 1):   # token index of a target
+                k = j - (p + 2)                                    # response words before it
+                h = _hazard(k)
+                if k < r:      # a word: the branch choice, and that the response goes on
+                    at_position[p + k] += weight
+                    nll += weight * (branch - (math.log(1 - h) if h else 0.0))
+                else:          # EOS after exactly r words
+                    eos += weight
+                    nll += weight * -math.log(h)
+                count += weight
+    words = torch.tensor(at_position, dtype=torch.float64) @ g.word_marginals(len(at_position))
+    unigram = torch.cat([words, torch.tensor([eos], dtype=torch.float64)]) / count
+    return Baselines(nll / count, _entropy(unigram))
+
+
+def baselines(config) -> Baselines:
+    """The entropy floor and the unigram baseline of `config`'s data, in expectation over the
+    sampled sequences (computed exactly from the grammar; cached). Padding side and batching do
+    not change them; the data kind, the vocabulary and the sequence length do."""
+    return _baselines(config.data, config.vocab_size, config.seq_len)
+
+
+def true_next_token_probs(batch: Batch, config) -> torch.Tensor:
+    """(batch, time, vocab) float64: the true generator's distribution of each target given its
+    prefix (the oracle model). Rows at unsupervised positions carry no meaning."""
+    g = grammar(config.vocab_size)
+    probs = g.probs.double()
+    tokens = batch.tokens
+    rows, time = tokens.shape
+    if config.data != "sft":
+        out = torch.empty(rows, time, config.vocab_size, dtype=torch.float64)
+        out[:, 0] = 0.0
+        out[:, 0, FIRST_WORD:] = 1.0 / g.n_words       # the second word is uniform
+        out[:, 1:] = probs[tokens[:, :-1], tokens[:, 1:]]
+        return out
+    # sft: the two words before each target, skipping SEP: the last two prompt words before the
+    # first response word, then the last prompt word and the first response word, and so on
+    has_sep = (tokens == SEP).any(1)
+    sep = (tokens == SEP).int().argmax(1)[:, None]
+    j = torch.arange(time)[None, :]
+    k = (j - sep).clamp(min=0)                           # response words already written
+    before = torch.where(k == 0, sep - 2, torch.where(k == 1, sep - 1, j - 1)).clamp(0, time - 1)
+    last = torch.where(k == 0, sep - 1, j).clamp(0, time - 1)
+    out = probs[tokens.gather(1, before), tokens.gather(1, last)]
+    high = RESPONSE_LENGTHS[1]
+    hazard = torch.tensor([_hazard(n) for n in range(high + 2)], dtype=torch.float64)
+    h = hazard[k.clamp(max=high + 1)].expand(rows, time)[..., None]
+    out = out * (1 - h)
+    out[..., EOS] += h[..., 0]
+    out[~has_sep] = 1.0 / config.vocab_size
+    return out
+
+
+def batch_baselines(batch: Batch, config) -> Baselines:
+    """The same two reference points measured on one batch: the oracle's expected loss (mean
+    entropy of the true next-token distribution over the supervised positions) and the
+    cross-entropy of the batch's own target frequencies."""
+    mask = batch.targets != IGNORE
+    dist = true_next_token_probs(batch, config)[mask]
+    floor = float(-(dist * dist.clamp(min=1e-300).log()).sum(-1).mean())
+    counts = torch.bincount(batch.targets[mask], minlength=config.vocab_size).double()
+    return Baselines(floor, _entropy(counts / counts.sum()))

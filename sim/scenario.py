@@ -71,6 +71,39 @@ class Criterion:
     max_longest_loop: int | None = None      # longest run of a repeating n-gram, in tokens
     min_valid_rate: float | None = None      # share of generated transitions the grammar allows
     min_sequences_seen: int | None = None    # training data budget the recipe was validated on
+    # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
+    # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
+    # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
+    # holds (floor, unigram) of the scenario's base data, copied from `sim.data.baselines` so that
+    # this module stays free of torch (a test keeps the copy exact).
+    min_learnt: float | None = None
+    baselines: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.min_learnt is None) != (self.baselines is None):
+            raise ValueError("Criterion: min_learnt and baselines go together")
+        if self.baselines is not None and not self.baselines[0] < self.baselines[1]:
+            raise ValueError("Criterion: baselines must be (floor, unigram) with floor < unigram")
+
+    @property
+    def eval_bar(self) -> float | None:
+        """The held-out loss a healthy run must reach: the stricter of `max_eval_loss` and the
+        `min_learnt` bar."""
+        bars = [b for b in (self.max_eval_loss, self._learnt_bar()) if b is not None]
+        return min(bars) if bars else None
+
+    def _learnt_bar(self) -> float | None:
+        if self.min_learnt is None:
+            return None
+        floor, unigram = self.baselines
+        return floor + (1 - self.min_learnt) * (unigram - floor)
+
+    def _eval_note(self) -> str:
+        if self.min_learnt is None or self.eval_bar != self._learnt_bar():
+            return ""
+        floor, unigram = self.baselines
+        return (f"{self.min_learnt:.0%} of the way from the unigram baseline {unigram:.3f} "
+                f"to the entropy floor {floor:.3f}")
 
     def judge(self, summary: Mapping[str, Any]) -> list[Check]:
         checks: list[Check] = []
@@ -88,7 +121,8 @@ class Criterion:
                                 "no non-finite values" if bad == 0 else
                                 f"{bad} steps with non-finite values, first at step {first}"))
         _limit(checks, "final loss", summary.get("final_loss"), self.max_final_loss)
-        _limit(checks, "held-out loss", summary.get("eval_loss"), self.max_eval_loss)
+        _limit(checks, "held-out loss", summary.get("eval_loss"), self.eval_bar,
+               note=self._eval_note())
         _limit(checks, "loss swing", summary.get("loss_swing"), self.max_loss_swing)
         _limit(checks, "repeated 3-grams", summary.get("repeat_rate"), self.max_repeat_rate)
         _limit(checks, "longest loop", summary.get("longest_loop"), self.max_longest_loop)
@@ -105,18 +139,22 @@ class Criterion:
         if self.require_finite:
             parts.append("no non-finite values")
         for label, value, op in (("final loss", self.max_final_loss, "<"),
-                                 ("held-out loss", self.max_eval_loss, "<"),
+                                 ("held-out loss", self.eval_bar, "<"),
                                  ("loss swing", self.max_loss_swing, "<"),
                                  ("repeated 3-grams", self.max_repeat_rate, "<"),
                                  ("longest loop", self.max_longest_loop, "<"),
                                  ("grammatical transitions", self.min_valid_rate, ">="),
                                  ("training sequences seen", self.min_sequences_seen, ">=")):
             if value is not None:
-                parts.append(f"{label} {op} {value:g}" if op != "<" else f"{label} <= {value:g}")
+                parts.append(f"{label} {op} {value:.4g}" if op != "<" else
+                             f"{label} <= {value:.4g}")
+                if label == "held-out loss" and self._eval_note():
+                    parts[-1] += f" ({self._eval_note()})"
         return ", ".join(parts)
 
 
-def _limit(checks: list[Check], name: str, value, limit, at_least: bool = False) -> None:
+def _limit(checks: list[Check], name: str, value, limit, at_least: bool = False,
+           note: str = "") -> None:
     if limit is None:
         return
     if value is None or value != value:  # missing or NaN
@@ -124,7 +162,8 @@ def _limit(checks: list[Check], name: str, value, limit, at_least: bool = False)
         return
     ok = value >= limit if at_least else value <= limit
     relation = ">=" if at_least else "<="
-    checks.append(Check(name, ok, f"{_number(value)} (healthy {relation} {limit:g})"))
+    checks.append(Check(name, ok, f"{_number(value)} (healthy {relation} {limit:.4g}"
+                                  + (f": {note})" if note else ")")))
 
 
 def _number(value) -> str:

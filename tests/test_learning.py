@@ -1,0 +1,127 @@
+"""The two reference losses of the toy data (entropy floor, unigram baseline) and the learning
+bars the training scenarios hold their healthy runs to."""
+import math
+
+import pytest
+import torch
+
+from debugsim.sim import registry
+from debugsim.sim.config import TrainConfig, with_overrides
+from debugsim.sim.data import (EOS, FIRST_WORD, IGNORE, Baselines, baselines, batch_baselines,
+                               grammar, make_stream, true_next_token_probs)
+from debugsim.sim.loop import token_loss
+from debugsim.sim.scenario import Criterion
+
+DATA = [{}, {"vocab_size": 14}, {"data": "sft"}, {"data": "sft", "seq_len": 16},
+        {"data": "sft", "padding_side": "left"}, {"data": "sft", "vocab_size": 10}]
+
+
+def config(**overrides):
+    return with_overrides(TrainConfig(), overrides)
+
+
+def big_eval_batch(overrides, size=512, seed=3):
+    cfg = config(**overrides, eval_batch_size=size, seed=seed)
+    return cfg, make_stream(cfg).eval_batch()
+
+
+def test_markov_floor_in_closed_form():
+    # position 0's target (the second word) is uniform, every later one has the branch entropy
+    cfg = config()
+    g = grammar(cfg.vocab_size)
+    branch = -(0.6 * math.log(0.6) + 0.3 * math.log(0.3) + 0.1 * math.log(0.1))
+    expected = (math.log(g.n_words) + (cfg.seq_len - 1) * branch) / cfg.seq_len
+    assert baselines(cfg).floor == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("overrides", DATA, ids=str)
+def test_reference_losses_match_held_out_data(overrides):
+    """An oracle that predicts the true conditional distribution gets the floor: exactly in
+    expectation (its entropy), and up to sampling noise as a measured loss on held-out data. The
+    unigram baseline is the cross-entropy of the held-out targets' own frequencies."""
+    cfg, batch = big_eval_batch(overrides)
+    ref = baselines(cfg)
+    probs = true_next_token_probs(batch, cfg)
+    supervised = batch.targets != IGNORE
+    rows = probs[supervised]
+    assert torch.allclose(rows.sum(-1), torch.ones(len(rows), dtype=rows.dtype))
+    # every supervised target is possible under the oracle
+    picked = probs.gather(-1, batch.targets.clamp(min=0)[..., None])[..., 0][supervised]
+    assert bool((picked > 0).all())
+    logits = probs.clamp(min=1e-30).log().float()     # the oracle as a model's logits
+    loss_sum, count = token_loss(logits, batch.targets)
+    oracle_loss = float(loss_sum / count)
+    # per-token NLL has a std of about 0.6 nats; 512 sequences give >= 2,000 targets
+    assert oracle_loss == pytest.approx(ref.floor, abs=4 * 0.6 / math.sqrt(int(count)))
+    measured = batch_baselines(batch, cfg)
+    assert measured.floor == pytest.approx(ref.floor, abs=0.03)
+    assert measured.unigram == pytest.approx(ref.unigram, abs=0.02)
+    n_symbols = grammar(cfg.vocab_size).n_words + (cfg.data == "sft")   # + EOS
+    assert ref.floor < ref.unigram <= math.log(n_symbols) + 1e-9
+
+
+def test_the_markov_eval_batch_of_every_run_sits_on_the_floor():
+    # on plain LM data the floor does not depend on which sentences were drawn
+    for seed in range(3):
+        cfg = config(seed=seed)
+        batch = make_stream(cfg).eval_batch()
+        assert batch_baselines(batch, cfg).floor == pytest.approx(baselines(cfg).floor, abs=1e-6)
+
+
+def test_sft_oracle_knows_where_responses_may_end():
+    cfg, batch = big_eval_batch({"data": "sft"}, size=64)
+    probs = true_next_token_probs(batch, cfg)
+    for i in range(batch.size):
+        row = batch.tokens[i].tolist()
+        if 3 not in row:                       # SEP cut off: nothing supervised
+            continue
+        sep = row.index(3)
+        for j in range(sep, len(row)):
+            if batch.targets[i, j] == IGNORE:
+                continue
+            eos = float(probs[i, j, EOS])
+            k = j - sep                        # response words already written
+            assert eos == pytest.approx(0.0 if k < 3 else 1.0 / (9 - k))
+            assert float(probs[i, j, :FIRST_WORD].sum()) == pytest.approx(eos)
+
+
+def test_baselines_bar_and_learnt():
+    ref = Baselines(floor=1.0, unigram=3.0)
+    assert ref.bar() == 2.0 and ref.bar(0.25) == 1.5
+    assert ref.learnt(3.0) == 0 and ref.learnt(1.0) == 1 and ref.learnt(2.0) == 0.5
+
+
+def test_criterion_bar_relative_to_the_baselines():
+    criterion = Criterion(min_learnt=0.6, baselines=(1.0, 3.0))
+    assert criterion.eval_bar == pytest.approx(1.8)
+    ok, = [c for c in criterion.judge({"eval_loss": 1.7}) if c.name == "held-out loss"]
+    bad, = [c for c in criterion.judge({"eval_loss": 1.9}) if c.name == "held-out loss"]
+    assert ok.ok and not bad.ok
+    assert "60% of the way from the unigram baseline 3.000 to the entropy floor 1.000" in ok.detail
+    assert "held-out loss <= 1.8 (60%" in criterion.describe()
+    # with both, the stricter bar holds
+    assert Criterion(max_eval_loss=1.5, min_learnt=0.6, baselines=(1.0, 3.0)).eval_bar == 1.5
+    with pytest.raises(ValueError):
+        Criterion(min_learnt=0.5)
+    with pytest.raises(ValueError):
+        Criterion(min_learnt=0.5, baselines=(3.0, 1.0))
+
+
+TRAINING = [s for s in registry.all_scenarios() if s.engine == "training"]
+# nan_loss and oom still judge "finite and fits" only: their healthy recipes (SGD on SFT data;
+# a memory-tracked 30-step run) end at the unigram baseline, and no base within about a second of
+# training learns the grammar halfway. See the `learning` branch's report before lifting this.
+NOT_YET = {"nan_loss", "oom"}
+
+
+@pytest.mark.parametrize("scenario", TRAINING, ids=lambda s: s.id)
+def test_training_scenarios_demand_at_least_halfway_to_the_floor(scenario, request):
+    if scenario.id in NOT_YET:
+        request.applymarker(pytest.mark.xfail(reason="healthy recipe does not learn the grammar "
+                                                     "yet", strict=True))
+    criterion = scenario.criterion
+    ref = baselines(scenario.base_config(0))
+    assert criterion.eval_bar is not None, "no held-out bar"
+    assert criterion.eval_bar <= ref.bar(0.5) + 1e-9
+    if criterion.baselines is not None:        # the copy in the scenario file is exact
+        assert criterion.baselines == pytest.approx((ref.floor, ref.unigram), abs=1e-4)
