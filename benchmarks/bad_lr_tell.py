@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     import torch
     from debugsim.sim import registry
     from debugsim.sim.probes import lr_range_test
-    from debugsim.sim.runner import execute
+    from debugsim.sim.app import prepare, simulate as execute
 
     torch.set_num_threads(1)
     scenario = registry.get("bad_lr")
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         print(f"  {label}")
         for cause, stats in rows.items():
             print(f"    {cause:<12} {summary(stats[name])}")
-    finder = [lr_range_test(scenario.base_config(seed)) for seed in seeds]
+    finder = [lr_range_test(prepare(scenario, seed).config) for seed in seeds]
     print("  LR range test on the base recipe (the same whichever cause is hidden)")
     for key in ("suggested_lr", "min_lr", "min_over_10_lr"):
         print(f"    {key:<14} {summary([f[key] for f in finder])}")

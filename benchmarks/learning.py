@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     from debugsim.sim import registry
     from debugsim.sim.config import parse_assignments
     from debugsim.sim.data import baselines
-    from debugsim.sim.runner import execute
+    from debugsim.sim.app import simulate as execute
 
     torch.set_num_threads(1)
     ids = args.scenarios or [s.id for s in registry.all_scenarios() if s.engine == "training"]
@@ -63,7 +63,8 @@ def main(argv=None) -> int:
         scenario = registry.get(sid)
         if overrides:
             scenario = dataclasses.replace(scenario, base={**scenario.base, **overrides})
-        ref = baselines(scenario.base_config(0))
+        from debugsim.sim.app import prepare
+        ref = baselines(prepare(scenario, 0).config)
         losses, seconds, passed = [], [], 0
         for seed in seeds:
             start = time.perf_counter()

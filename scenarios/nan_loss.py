@@ -88,7 +88,11 @@ SCENARIO = Scenario(
         Fix("skip_nonfinite", "Skip optimizer steps whose loss or gradients are not finite",
             config={"skip_nonfinite": True}),
     ),
-    criterion=Criterion(max_eval_loss=2.7),
+    # Not yet a learning bar (see tests/test_learning.py): plain SGD on this transformer stalls
+    # near the word-frequency level (~2.5), and across incidents its healthy runs end at
+    # 2.43-2.89. The bar separates a run that trained without diverging from one that blew up
+    # (clipping a blow-up ends at 20-45); the finite check catches the NaN itself.
+    criterion=Criterion(max_eval_loss=3.0),
     resolves={
         "lr_too_high": ("fix_scheduler",),
         "empty_label_division": ("guard_division",),

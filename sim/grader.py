@@ -120,15 +120,17 @@ def grade(incident: Prepared, named_cause: str | None, fixed: Prepared,
 
 
 def _minimal(fixed: Prepared) -> tuple[Prepared, list[str]]:
-    """The changes the run needs: the first one that passes on its own if there is one, else
-    what is left after dropping, in order, each change the run still passes without. The
-    rest are unneeded."""
+    """The changes the run needs: one that passes on its own if there is one (one without a
+    named cost first), else what is left after dropping, in order, each change the run still
+    passes without. The rest are unneeded."""
     kept, unneeded = _changes(fixed), []
     if len(kept) < 2:
         return fixed, []
-    for change in kept:
-        if judge(runs.execute(_rebuild(fixed, [change]))) == "resolved":
-            return _rebuild(fixed, [change]), [_label(c) for c in kept if c != change]
+    alone = [_rebuild(fixed, [c]) for c in kept]
+    passing = [(c, p) for c, p in zip(kept, alone) if judge(runs.execute(p)) == "resolved"]
+    if passing:
+        change, needed = min(passing, key=lambda item: bool(_costs(item[1])))
+        return needed, [_label(c) for c in kept if c != change]
     for change in list(kept):
         trial = [c for c in kept if c != change]
         if trial and judge(runs.execute(_rebuild(fixed, trial))) == "resolved":

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from debugsim.sim import registry
+from debugsim.sim import app, registry
 from debugsim.sim.config import TrainConfig, with_overrides
 from debugsim.sim.data import (EOS, FIRST_WORD, IGNORE, Baselines, baselines, batch_baselines,
                                grammar, make_stream, true_next_token_probs)
@@ -120,7 +120,7 @@ def test_training_scenarios_demand_at_least_halfway_to_the_floor(scenario, reque
         request.applymarker(pytest.mark.xfail(reason="healthy recipe does not learn the grammar "
                                                      "yet", strict=True))
     criterion = scenario.criterion
-    ref = baselines(scenario.base_config(0))
+    ref = baselines(app.prepare(scenario, 0).config)
     assert criterion.eval_bar is not None, "no held-out bar"
     assert criterion.eval_bar <= ref.bar(0.5) + 1e-9
     if criterion.baselines is not None:        # the copy in the scenario file is exact
