@@ -14,6 +14,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .without_dynamo import plain_dispatch
+
 MiB = 2 ** 20
 CATEGORIES = ("parameters", "gradients", "optimizer_state", "activations", "inputs")
 
@@ -30,6 +32,7 @@ class SimulatedOutOfMemory(RuntimeError):
             f"{free / MiB:.2f} MiB is free; {(in_use - requested) / MiB:.2f} MiB is in use.")
 
 
+@plain_dispatch
 class SimulatedDevice(TorchDispatchMode):
     def __init__(self, capacity_bytes: int = 0, enabled: bool = True) -> None:
         super().__init__()
