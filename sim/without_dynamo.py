@@ -16,9 +16,9 @@ this module is the one place that depends on those torch internals: it recognise
 by its code object, taken from a probe built with torch's own decorator, and uses the function
 underneath. Where a probe cannot be built or a wrapper is not recognised (a torch that builds
 them differently), it changes nothing: the public path, the same numbers, a slower start.
-`REASON` is None when the probes work, else why they failed. Checked on torch 2.2.2, 2.13.0
-and 2.14.1 (tests/test_startup.py: training bit-identical either way, no torch._dynamo
-import); torch 2.2 does not yet wrap dispatch modes, so there the device needs nothing.
+`REASON` is None when the probes work, else why they failed. Checked on torch 2.2.2, 2.4.1,
+2.13.0 and 2.14.1 (tests/test_startup.py: training bit-identical either way, no torch._dynamo
+import); torch 2.2 and 2.4 do not yet wrap dispatch modes, so there the device needs nothing.
 
 Do not use these classes under torch.compile: the point of the wrappers is to stop dynamo from
 tracing into the optimizer and the dispatch mode.
