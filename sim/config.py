@@ -223,5 +223,3 @@ def validate(config: TrainConfig) -> None:
     """Cross-field checks that a single value cannot catch."""
     if config.d_model % config.n_head:
         raise ConfigError(f"d_model={config.d_model} must be divisible by n_head={config.n_head}")
-    if config.warmup_steps > config.steps:
-        raise ConfigError(f"warmup_steps={config.warmup_steps} exceeds steps={config.steps}")

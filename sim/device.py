@@ -1,9 +1,29 @@
 """A simulated accelerator: a real allocation tracker over real tensors, with a capacity.
 
 Every tensor storage an operator creates while the device is active is counted against the
-budget until Python frees it (a weakref finalizer on the storage), attributed to the phase of
-the loop that created it: parameters, gradients, optimizer state, activations (forward), or
-inputs. Exceeding the budget raises `SimulatedOutOfMemory`, worded like CUDA's error.
+budget until Python frees it (a weak reference to the storage, with a callback), attributed to
+the phase of the loop that created it: parameters, gradients, optimizer state, activations
+(forward), or inputs. Exceeding the budget raises `SimulatedOutOfMemory`, worded like CUDA's
+error.
+
+Cost: while the device is active every operator passes through `__torch_dispatch__`, a round
+trip from C++ to Python that costs more than the tiny operators themselves; on the oom model a
+hook that only calls the operator already makes a step about 1.7x slower (benchmarks/run.py,
+"pass-through dispatch"). So the hook does as little as it can on top of that:
+
+* the counting rule is unchanged: each tensor an operator returns is looked up by its storage,
+  and a storage not seen before is counted once. Views and in-place results share a storage
+  that is almost always counted already, so for them the lookup is the whole cost; it cannot be
+  skipped, because an alias is how some storages come to be counted at all: a view of a
+  tensor made while untracked (the evaluation batch's targets, flattened in the loss) and
+  `aten.lift_fresh` of a `torch.tensor(...)` constant (Adam's step counters);
+* results are checked by type, not flattened with pytree, and non-tensor results (`.item()`)
+  fall straight through; a per-operator cache (of the schema, say) cost more than it saved;
+* a freed storage is uncounted by a slotted weak reference's callback, not `weakref.finalize`;
+* `untracked()` takes the device off the dispatch stack for the block instead of only pausing
+  it, so the data pipeline and the telemetry run without the hook at all;
+* `sim.without_dynamo.plain_dispatch` removes the dynamo-disabling wrapper torch puts around
+  every dispatch-mode hook.
 """
 from __future__ import annotations
 
@@ -11,11 +31,16 @@ import contextlib
 import weakref
 
 import torch
+from torch.utils import _python_dispatch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+
+from .without_dynamo import plain_dispatch
 
 MiB = 2 ** 20
 CATEGORIES = ("parameters", "gradients", "optimizer_state", "activations", "inputs")
+
+_Tensor = torch.Tensor
+_top_mode = getattr(_python_dispatch, "_get_current_dispatch_mode", None)
 
 
 class SimulatedOutOfMemory(RuntimeError):
@@ -30,6 +55,12 @@ class SimulatedOutOfMemory(RuntimeError):
             f"{free / MiB:.2f} MiB is free; {(in_use - requested) / MiB:.2f} MiB is in use.")
 
 
+class _Counted(weakref.ref):
+    """One counted storage: a weak reference whose callback uncounts it when it is freed."""
+    __slots__ = ("key", "nbytes", "category")
+
+
+@plain_dispatch
 class SimulatedDevice(TorchDispatchMode):
     def __init__(self, capacity_bytes: int = 0, enabled: bool = True) -> None:
         super().__init__()
@@ -37,12 +68,14 @@ class SimulatedDevice(TorchDispatchMode):
         self.capacity = int(capacity_bytes)
         self.phase = "inputs"
         self.paused = False
-        self._live: dict[int, tuple[int, str]] = {}
+        self._live: dict[int, _Counted] = {}
         self.by_category = dict.fromkeys(CATEGORIES, 0)
         self.in_use = 0
         self.peak = 0                       # since construction
         self.step_peak = 0                  # since the last `reset_step_peak`
         self.peak_breakdown = dict(self.by_category)
+        self._active = 0                    # how deep `with device:` is entered
+        self._on_free = self._release       # one bound method for every weak reference
 
     # --- accounting -------------------------------------------------------------------
     def track(self, tensor: torch.Tensor, category: str | None = None) -> None:
@@ -51,10 +84,13 @@ class SimulatedDevice(TorchDispatchMode):
         key = id(storage)
         if key in self._live:
             return
+        self._count(storage, key, category or self.phase)
+
+    def _count(self, storage, key: int, category: str) -> None:
         nbytes = storage.nbytes()
-        category = category or self.phase
-        self._live[key] = (nbytes, category)
-        weakref.finalize(storage, self._release, key)
+        ref = _Counted(storage, self._on_free)
+        ref.key, ref.nbytes, ref.category = key, nbytes, category
+        self._live[key] = ref
         self.by_category[category] += nbytes
         self.in_use += nbytes
         if self.in_use > self.step_peak:
@@ -65,10 +101,10 @@ class SimulatedDevice(TorchDispatchMode):
         if self.capacity and self.in_use > self.capacity:
             raise SimulatedOutOfMemory(nbytes, self.capacity, self.in_use, category)
 
-    def _release(self, key: int) -> None:
-        nbytes, category = self._live.pop(key)
-        self.by_category[category] -= nbytes
-        self.in_use -= nbytes
+    def _release(self, ref: _Counted) -> None:
+        del self._live[ref.key]
+        self.by_category[ref.category] -= ref.nbytes
+        self.in_use -= ref.nbytes
 
     def track_module(self, module: torch.nn.Module) -> None:
         if not self.enabled:
@@ -89,24 +125,57 @@ class SimulatedDevice(TorchDispatchMode):
 
     @contextlib.contextmanager
     def untracked(self):
-        """For instrumentation: what the learner's program would not allocate."""
+        """For instrumentation: what the learner's program would not allocate.
+
+        While the device is the innermost active mode, it leaves the dispatch stack for the
+        block (operators then skip the Python hook altogether); otherwise it only pauses."""
         previous, self.paused = self.paused, True
+        step_aside = (self._active and not previous and _top_mode is not None
+                      and _top_mode() is self)
+        if step_aside:
+            TorchDispatchMode.__exit__(self, None, None, None)
         try:
             yield
         finally:
+            if step_aside:
+                TorchDispatchMode.__enter__(self)
             self.paused = previous
 
     def __enter__(self):
-        return super().__enter__() if self.enabled else self
+        if not self.enabled:
+            return self
+        result = super().__enter__()
+        self._active += 1
+        return result
 
     def __exit__(self, *exc):
-        return super().__exit__(*exc) if self.enabled else None
+        if not self.enabled:
+            return None
+        self._active -= 1
+        return super().__exit__(*exc)
 
     # --- the dispatch hook ------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if not self.paused:
-            for leaf in tree_leaves(out):
-                if isinstance(leaf, torch.Tensor) and leaf.device.type != "meta":
-                    self.track(leaf)
+        if self.paused:
+            return out
+        if type(out) is _Tensor or isinstance(out, _Tensor):
+            if not out.is_meta:
+                storage = out.untyped_storage()
+                key = id(storage)
+                if key not in self._live:
+                    self._count(storage, key, self.phase)
+        elif isinstance(out, (tuple, list)):
+            self._track_all(out)
         return out
+
+    def _track_all(self, outputs) -> None:
+        for leaf in outputs:
+            if isinstance(leaf, _Tensor):
+                if not leaf.is_meta:
+                    storage = leaf.untyped_storage()
+                    key = id(storage)
+                    if key not in self._live:
+                        self._count(storage, key, self.phase)
+            elif isinstance(leaf, (tuple, list)):
+                self._track_all(leaf)

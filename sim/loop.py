@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .data import IGNORE, Batch, make_stream
 from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
+from .without_dynamo import optimizer_class
 
 
 @dataclass
@@ -71,12 +72,15 @@ def lr_at(config: TrainConfig, step: int) -> float:
 
 
 def build_optimizer(config: TrainConfig, model) -> torch.optim.Optimizer:
+    """torch's own optimizer, in a subclass that does not import torch._dynamo (see
+    `without_dynamo`; torch's class itself where that is not possible)."""
     params = model.parameters()
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay, foreach=True)
+        return optimizer_class(torch.optim.SGD)(params, lr=config.lr, momentum=config.momentum,
+                                                weight_decay=config.weight_decay, foreach=True)
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return kind(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    return optimizer_class(kind)(params, lr=config.lr, weight_decay=config.weight_decay,
+                                 foreach=True)
 
 
 def token_loss(logits, targets):

@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_runs():
-    from debugsim.sim import registry, runner
+    from debugsim.sim import app
     runs = []
     for scenario_id, cause, fixes in CASES:
-        result = runner.execute(registry.get(scenario_id), 0, cause, fixes)
+        result = app.simulate(scenario_id, 0, cause, fixes)
         result.out_dir = None
         runs.append(result)
     return runs
