@@ -33,12 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEBUGSIM = str(BIN / "debugsim") if (BIN / "debugsim").exists() else None
-SECTIONS = ("list", "run", "check", "breakdown", "loop")
+SECTIONS = ("list", "run", "check", "breakdown", "loop", "grading")
 
 RUN_GOAL = 2.0          # `debugsim run ID` / `import torch`, every training scenario
 CHECK_GOAL = 1.8        # `debugsim check ...` / `import torch`
 TRACKER_GOAL = 1.3      # bare loop + memory tracker / bare loop, per step, oom's model
 TELEMETRY_GOAL = 1.10   # sim.loop.train with the Recorder / bare loop, per step, TrainConfig()
+GRADE_GOAL_S = 0.5      # in-process grading, seconds per submission after warm-up (nan_loss/bad_lr)
 
 UNIT = [sys.executable, "-c", "import torch"]
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
@@ -450,6 +451,40 @@ def bench_loop(table: Table, repeats: int) -> None:
 
 # --- main -----------------------------------------------------------------------------------
 
+def bench_grading(table: Table) -> None:
+    """Thirty submissions (nan_loss and bad_lr, a mix of right and wrong answers) graded
+    in-process through the app layer, after one warm-up grade; then the same thirty again,
+    which the run cache serves. Seconds are wall time per submission."""
+    import torch
+    from debugsim.sim import app, registry, runs
+    torch.set_num_threads(1)
+    submissions = []
+    for index in range(30):
+        scenario = registry.get(("nan_loss", "bad_lr")[index % 2])
+        seed = 100 + index // 2
+        cause = app.incident(scenario.id, seed).cause_id
+        named = cause if index % 3 else scenario.causes[0].id          # some wrong causes
+        fixes = list(scenario.resolves[cause][:1]) if index % 4 else [scenario.fixes[-1].id]
+        submissions.append((scenario.id, seed, named, fixes))
+    app.check("bad_lr", 99, registry.get("bad_lr").causes[0].id, ["lr_down_10x"])  # warm-up
+    runs.clear_cache()
+    timings = {}
+    for label in ("cold", "cached"):
+        start = time.perf_counter()
+        verdicts = [app.check(*submission).to_dict() for submission in submissions]
+        timings[label] = (time.perf_counter() - start) / len(submissions)
+        timings[label + " verdicts"] = verdicts
+    same = timings["cold verdicts"] == timings["cached verdicts"]
+    cold, cached = timings["cold"], timings["cached"]
+    table.add("grade in-process, cold: s per submission", f"{cold:.2f} s",
+              f"<= {GRADE_GOAL_S} s", "PASS" if cold <= GRADE_GOAL_S else "MISS",
+              "30 nan_loss/bad_lr submissions via sim.app.check, after one warm-up grade")
+    table.add("grade in-process, identical re-grades: s per submission", f"{cached:.3f} s",
+              "served from the cache", "PASS" if same and cached < cold / 5 else "MISS",
+              f"{cold / max(cached, 1e-9):.0f}x faster; verdicts "
+              f"{'identical' if same else 'DIFFERENT'}")
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
@@ -509,6 +544,9 @@ def main(argv=None) -> int:
         if "loop" in sections:
             log("loop ...")
             bench_loop(table, repeats)
+        if "grading" in sections:
+            log("grading ...")
+            bench_grading(table)
     elapsed = time.perf_counter() - started
     table.add("load average at end", load_average(), "-", "INFO", "1/5/15 min")
     print()
