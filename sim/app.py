@@ -2,9 +2,9 @@
 
     from debugsim.sim import app
     incident = app.incident("nan_loss", seed=3)          # drawn from the seed and your key
-    app.simulate("nan_loss", 3, cause="lr_too_high", fixes=["lower_lr"]).series("loss")
+    app.simulate("nan_loss", 3, cause="lr_too_high", fixes=["fix_scheduler"]).series("loss")
     result = app.run(incident, "debugsim-runs/demo")    # artifacts, plots, summary.md
-    verdict = app.check("nan_loss", 3, "lr_too_high", fixes=["lower_lr"])
+    verdict = app.check("nan_loss", 3, "lr_too_high", fixes=["fix_scheduler"])
     verdict.passed, verdict.fix_verdict
 
 Every user mistake (an unknown name, a bad value, a combination that cannot run) raises
