@@ -3,6 +3,8 @@ from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, loss_never_rises, loss_spikes
 
+OPTIMIZER_CODE = "Refactored the optimizer setup"
+
 SCENARIO = Scenario(
     id="bad_lr",
     title="The loss will not come down",
@@ -10,18 +12,21 @@ SCENARIO = Scenario(
     tags=("learning rate", "optimizer", "tuning"),
     story=(
         "A small MLP language model on a toy language used to reach a loss near 1.3 in 60\n"
-        "steps. After a 'cleanup' of the config, it ends far higher. Nothing crashes, no NaN.\n"
-        "The data and the model are unchanged. Find what is wrong and tune it back."),
+        "steps. After a 'cleanup' of the training script, it ends far higher. Nothing\n"
+        "crashes, no NaN. The data and the model are unchanged. Find what is wrong and tune\n"
+        "it back."),
     base={"model": "mlp", "optimizer": "adamw", "lr": 3e-2, "warmup_steps": 5,
           "schedule": "cosine", "steps": 60},
     causes=(
         Cause(
             id="lr_too_high",
             title="The learning rate is too high",
-            fault=Fault("lr 0.3 (ten times the tuned value)", config={"lr": 0.3}),
+            fault=Fault("the refactored optimizer setup multiplies the configured lr by ten "
+                        "(0.3 instead of 0.03)", config={"lr_scale": 10.0}),
             explanation=(
-                "As warmup reached lr 0.3, the updates threw the weights far from where the\n"
-                "gradients point: between steps 5 and 13 the loss peaked at 17-140 nats and the\n"
+                "The config says lr 0.03, but the refactored optimizer setup multiplied it by\n"
+                "ten (the log's lr column shows it). As warmup reached 0.3, the updates threw\n"
+                "the weights far from where the gradients point: between steps 5 and 13 the loss peaked at 17-140 nats and the\n"
                 "gradient norm at 100-1000x its start, the weights grew about 60-fold, and almost\n"
                 "every hidden unit ended in GELU's flat negative tail (dead). What was left could\n"
                 "only predict word frequencies: the loss sits at the unigram baseline (~2.47) for\n"
@@ -30,25 +35,27 @@ SCENARIO = Scenario(
                  "0.16), then the loss sits flat at the unigram baseline (~2.47) with a smaller "
                  "grad norm than at step 0; the weights' norm grows ~60x; the LR range test's "
                  "loss bottoms out at lr 0.11-0.15, below this lr",
-            changes=("Cleaned up the optimizer settings",),
+            changes=(OPTIMIZER_CODE,),
             signal=Tell("plot loss", loss_spikes(2.0, within=15))),
         Cause(
             id="lr_too_low",
             title="The learning rate is too low",
-            fault=Fault("lr 3e-3 (ten times below the tuned value)", config={"lr": 3e-3}),
+            fault=Fault("the refactored optimizer setup divides the configured lr by ten "
+                        "(0.003 instead of 0.03)", config={"lr_scale": 0.1}),
             explanation=(
-                "Each step moved the weights a tenth as far as the tuned recipe's. Adam moves\n"
-                "every weight by about the lr, and these weights start tiny, so the update/param\n"
+                "The config says lr 0.03, but the refactored optimizer setup divided it by ten\n"
+                "(the log's lr column shows it). Each step moved the weights a tenth as far as\n"
+                "the tuned recipe's. Adam moves every weight by about the lr, and these weights start tiny, so the update/param\n"
                 "ratio still looks large (about 0.1 after warmup, 0.003 at the end) and the usual\n"
                 "'about 1e-3' rule of thumb does not flag it; what does is the ratio against a\n"
                 "healthy run (3x smaller over the first ten steps) and weights that barely grow.\n"
-                "In 60 steps the model only got as far as word frequencies. Nothing is broken; it\n"
+                "In 60 steps the model only got as far as word frequencies. Nothing crashes; it\n"
                 "is just slow, and the cosine schedule makes the last steps slower still."),
             tell="smooth loss that falls slowly and never rises (at most +0.05 between steps), "
                  "ending just below the unigram baseline (~2.42); grad norm flat near its start; "
                  "the weights' norm only triples; update/param about 3x below a healthy run's in "
                  "the first steps; the LR range test suggests an lr 4-40x larger",
-            changes=("Cleaned up the optimizer settings",),
+            changes=(OPTIMIZER_CODE,),
             signal=Tell("plot loss", loss_never_rises(0.05))),
     ),
     fixes=(
@@ -70,6 +77,7 @@ SCENARIO = Scenario(
     fixed=FIXED_REASONS,
     decoys=(
         Change("Evaluate every 20 steps", {"eval_every": 20}),
+        Change(OPTIMIZER_CODE),
         Change("Refactored the data loader"),
         Change("Refactored the training loop"),
     ),

@@ -1,9 +1,13 @@
 """repetitive_decoding — generated text loops. Decoding settings, the model, or the KV cache?"""
-from ..sim.team_code import StaleKVCache
+from ..sim.team_code import EarlyExport, StaleKVCache
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, all_of, kv_cache_changes_text, summary_at_least, \
     summary_at_most
+
+DECODING_CODE = "Refactored the decoding loop"
+EXPORT_CODE = "Exported the model checkpoint for the release"
+CONFIG_CLEANUP = "Cleaned up the generation config"
 
 SCENARIO = Scenario(
     id="repetitive_decoding",
@@ -28,26 +32,29 @@ SCENARIO = Scenario(
         Cause(
             id="greedy_no_penalty",
             title="Plain greedy decoding: nothing stops the argmax from looping",
-            fault=Fault("repetition_penalty reset from 1.3 to 1.0 (greedy decoding stays)",
-                        config={"repetition_penalty": 1.0}),
+            fault=Fault("the refactored decoding loop never applies the repetition penalty "
+                        "(the generation config still says 1.3)",
+                        config={"apply_repetition_penalty": False}),
             explanation=(
                 "The model is fine. Greedy decoding always takes the most likely next word,\n"
                 "and in this language the next word depends only on the last two, so greedy\n"
                 "text is a deterministic walk over word pairs: the moment a pair comes back,\n"
                 "every word after it repeats too, forever. Real LMs do the same (Holtzman et al.,\n"
                 "'The Curious Case of Neural Text Degeneration'): the argmax path is a\n"
-                "high-probability loop. Sampling (temperature, top-p), a repetition penalty, or\n"
+                "high-probability loop. The release relied on the repetition penalty to break\n"
+                "it, and the refactored decoding loop no longer applies it, though the config\n"
+                "still says 1.3. Sampling (temperature, top-p), a penalty that is applied, or\n"
                 "n-gram blocking breaks it."),
             tell="low loss and grammatical loops (every transition valid); sampled text is "
                  "varied and just as grammatical; KV cache on or off makes no difference",
-            changes=("Cleaned up the generation config",),
+            changes=(DECODING_CODE,),
             signal=Tell("table, samples", all_of(summary_at_most("final_loss", 1.45),
                                                  summary_at_least("valid_rate", 0.95)))),
         Cause(
             id="undertrained",
             title="The model is undertrained: training stopped far too early",
-            fault=Fault("steps cut from 150 to 20 (an early checkpoint got exported)",
-                        config={"steps": 20}),
+            fault=Fault("the release exported the checkpoint saved after 20 of the 150 steps",
+                        callbacks=(EarlyExport,)),
             explanation=(
                 "The model never learned the language: its held-out loss stopped near 2.15 nats,\n"
                 "barely below the 2.27 of predicting word frequencies, where a trained model\n"
@@ -59,7 +66,7 @@ SCENARIO = Scenario(
                 "setting helps; only training does."),
             tell="loss curve ends far above the floor; sampled or n-gram-blocked text breaks the "
                  "grammar; many prompts end in the same short loop",
-            changes=("Exported the model checkpoint for the release",),
+            changes=(EXPORT_CODE,),
             signal=Tell("plot loss", summary_at_least("final_loss", 1.6))),
         Cause(
             id="stale_kv_cache",
@@ -75,7 +82,7 @@ SCENARIO = Scenario(
                 "fluent text, and that mismatch is the standard test for a cache bug."),
             tell="low loss, yet greedy text with kv_cache=false differs from text with the "
                  "cache, and only the cached text loops; sampled text is ungrammatical",
-            changes=("Refactored the decoding loop",),
+            changes=(DECODING_CODE,),
             signal=Tell("samples kv_cache=false", kv_cache_changes_text)),
     ),
     fixes=(
@@ -89,6 +96,10 @@ SCENARIO = Scenario(
             config={"no_repeat_ngram": 3}),
         Fix("lower_temperature", "Lower the temperature to 0.5", config={"temperature": 0.5}),
         Fix("train_longer", "Train for the full 150-step schedule", config={"steps": 150}),
+        Fix("final_checkpoint", "Export the checkpoint of the last step",
+            repairs=(EarlyExport,)),
+        Fix("apply_penalty", "Apply the configured repetition penalty in the decoding loop",
+            config={"apply_repetition_penalty": True}),
         Fix("no_kv_cache", "Decode without the KV cache (re-read the prefix every step)",
             config={"kv_cache": False},
             cost="without the cache every token re-reads the whole prefix: decoding cost grows "
@@ -104,20 +115,18 @@ SCENARIO = Scenario(
     criterion=Criterion(min_learnt=0.6, baselines=(0.9565, 2.2730), max_repeat_rate=0.35,
                         max_longest_loop=9, min_valid_rate=0.8),
     resolves={
-        "greedy_no_penalty": ("sample", "nucleus", "repetition_penalty", "no_repeat_ngram"),
-        "undertrained": ("train_longer",),
+        "greedy_no_penalty": ("sample", "nucleus", "no_repeat_ngram", "apply_penalty"),
+        "undertrained": ("final_checkpoint",),
         "stale_kv_cache": ("no_kv_cache", "store_kv"),
     },
     generates_text=True,
     recipe=("decode", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram",
-            "kv_cache", "steps", "lr", "warmup_steps", "schedule"),
-    fixed={**FIXED_REASONS, "steps": "the step budget is set by the release schedule: use the "
-                                     "named fix to restore it"},
+            "kv_cache", "lr", "warmup_steps", "schedule"),
+    fixed=FIXED_REASONS,
     decoys=(
         Change("Evaluate every 50 steps", {"eval_every": 50}),
-        Change("Refactored the decoding loop"),
-        Change("Exported the model checkpoint for the release"),
-        Change("Cleaned up the generation config"),
+        Change("Keep the 50 most likely tokens when sampling", {"top_k": 50}),
+        Change(DECODING_CODE), Change(EXPORT_CODE), Change(CONFIG_CLEANUP),
     ),
     interview_question="Your model's generations repeat themselves or make no sense. "
                        "What do you check?",

@@ -34,6 +34,7 @@ class TrainConfig:
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
+    lr_scale: float = 1.0           # code: the factor the optimizer setup applies to lr
     momentum: float = 0.9           # sgd only
     weight_decay: float = 0.0
     batch_size: int = 32            # sequences per micro-batch
@@ -58,6 +59,7 @@ class TrainConfig:
     top_k: int = 0                  # 0 = off
     top_p: float = 1.0              # 1.0 = off
     repetition_penalty: float = 1.0 # 1.0 = off
+    apply_repetition_penalty: bool = True  # code: whether the decoding loop applies it
     no_repeat_ngram: int = 0        # 0 = off
     gen_tokens: int = 40            # tokens generated per sample
     kv_cache: bool = True
@@ -80,7 +82,7 @@ class TrainConfig:
 
 # Fields that model how the code is written (a code bug is injected by setting one), not
 # settings a user writes in a config file.
-IMPLEMENTATION_FIELDS = ("attn_mask_value",)
+IMPLEMENTATION_FIELDS = ("attn_mask_value", "apply_repetition_penalty", "lr_scale")
 
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
 FIXED_REASONS: dict[str, str] = {
@@ -96,6 +98,9 @@ FIXED_REASONS: dict[str, str] = {
     "gen_tokens": "it changes the measurement (how much text is judged), not the model",
     "seed": "the seed is the incident itself",
     "attn_mask_value": "it is how the code is written, not a setting: use the named fix",
+    "apply_repetition_penalty": "it is how the code is written, not a setting: use the named "
+                                "fix",
+    "lr_scale": "it is how the code is written, not a setting: change lr instead",
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -113,7 +118,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # (lowest allowed, whether the lowest itself is allowed)
 _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "vocab_size": (8, True), "seq_len": (4, True), "d_model": (4, True), "n_layer": (1, True),
-    "n_head": (1, True), "lr": (0, False), "momentum": (0, True), "weight_decay": (0, True),
+    "n_head": (1, True), "lr": (0, False), "lr_scale": (0, False), "momentum": (0, True), "weight_decay": (0, True),
     "batch_size": (1, True), "grad_accum_steps": (1, True), "grad_clip": (0, True),
     "warmup_steps": (0, True), "steps": (1, True), "memory_budget_mib": (0, True),
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),

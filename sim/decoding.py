@@ -59,7 +59,7 @@ def generate(model, prompts, config, callbacks=(), run=None) -> torch.LongTensor
 def choose(logits, tokens, config, gen) -> torch.Tensor:
     """One next token per row from the last-position `logits` (batch, vocab)."""
     logits = logits.clone()
-    if config.repetition_penalty != 1.0:
+    if config.repetition_penalty != 1.0 and config.apply_repetition_penalty:
         apply_repetition_penalty(logits, tokens, config.repetition_penalty)
     if config.no_repeat_ngram > 0:
         ban_repeated_ngrams(logits, tokens, config.no_repeat_ngram)

@@ -59,7 +59,12 @@ class Run:
 
 
 def lr_at(config: TrainConfig, step: int) -> float:
-    """Linear warmup from lr/100 to lr, then constant, cosine or linear decay to lr/10."""
+    """Linear warmup from lr/100 to lr, then constant, cosine or linear decay to lr/10 (times
+    the optimizer setup's `lr_scale`, 1 unless a code bug says otherwise)."""
+    return _scheduled(config, step) * config.lr_scale
+
+
+def _scheduled(config: TrainConfig, step: int) -> float:
     if step < config.warmup_steps:
         return config.lr * (0.01 + 0.99 * step / config.warmup_steps)
     if config.schedule == "constant":

@@ -82,3 +82,14 @@ class StaleKVCache(Callback):
             cache.keys[:] = [k[:, :, :self._prompt_len] for k in cache.keys]
             cache.values[:] = [v[:, :, :self._prompt_len] for v in cache.values]
         return None
+
+
+class EarlyExport(Callback):
+    """The release script exports the checkpoint saved after 20 steps instead of the final one:
+    training stops there, whatever `steps` says."""
+
+    EXPORT_STEP = 20
+
+    def on_step_end(self, run) -> None:
+        if run.step + 1 >= self.EXPORT_STEP:
+            run.control.stop = True

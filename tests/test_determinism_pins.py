@@ -49,9 +49,9 @@ PINS = [
     ("nan_loss", 5, "fully_masked_row", (), {},
      "c232158f3bfd87af98be6340b4e4217bccf9465f0c183b7fea108e3a5d977a83"),
     ("bad_lr", 1, "lr_too_low", (), {"optimizer": "adam"},
-     "afc115494952c42a56111306d74c4bc407e5e9c583430ed12d1b46f050a87076"),
+     "c45cdd9daac4a6582d74b7dcae5768d69bb8d85a876e5da6ef2627112637cf57"),
     ("repetitive_decoding", 0, "greedy_no_penalty", (), {"steps": 30},
-     "b24524637b903c45a9f9788f9017ee0c6caa6f21daf4475ba18b395ed86403c6"),
+     "8c576b85e4a01eb676e6091772d70823302775db768b2d6cd8db3a1c73fe081b"),
 ]
 
 
