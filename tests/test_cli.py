@@ -112,7 +112,7 @@ def test_check_exit_codes_follow_the_rerun():
     assert wrong.exit_code == 1
     assert json.loads(wrong.output)["fix_verdict"] == "not_resolved"
     free_form = invoke("check", "bad_lr", "--seed", seed, "--cause", "lr_too_low",
-                       "--set", "lr=0.03")
+                       "--set", "lr=0.3")        # the setup divides it by ten
     assert free_form.exit_code == 0, free_form.output
 
 
