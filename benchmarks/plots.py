@@ -1,6 +1,6 @@
 """Time `plots.write_run_plots` in one process (not a pytest test: run it by hand).
 
-    .venv/bin/python tests/bench_plots.py [--repeat 3] [--cache runs.pkl] [--against REV]
+    .venv/bin/python benchmarks/plots.py [--repeat 3] [--cache runs.pkl] [--against REV]
 
 Trains a few small scenario runs once (or loads them from --cache), imports matplotlib,
 then draws every run's plots `--repeat` times into a temporary folder and prints the time
