@@ -7,7 +7,7 @@ from ..sim.team_code import UnboundedWarmup, UnsafeTokenMean
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, all_of, grad_norm_climbs_before_nonfinite, isolated_nonfinite, \
-    lr_climbs_past_config, nonfinite_from_step
+    lr_climbs_past_config, nonfinite_throughout_from
 
 WARMUP = Change("Add a 5-step learning-rate warmup", {"warmup_steps": 5})
 GROUPING = Change("Group batches by length to cut padding", {"length_grouped": True})
@@ -71,10 +71,11 @@ SCENARIO = Scenario(
                 "its causal window holds only padding, which the key-padding mask removes. Filled\n"
                 "with -inf, softmax over an all -inf row is 0/0 = NaN, and the NaN spreads through\n"
                 "the value mixing of the next layer. It happens on the first forward pass."),
-            tell="NaN from step 0 with no growth before it; anomaly detection points at softmax; "
-                 "the batch shows left padding",
+            tell="NaN from the first steps (the first batch with left padding) and at every "
+                 "step after, with no growth before it; anomaly detection points at softmax; the "
+                 "batch shows left padding",
             changes=(COLLATOR.log, MASKING_CODE),
-            signal=Tell("table 0 2", nonfinite_from_step(0))),
+            signal=Tell("table 0 3", nonfinite_throughout_from(2))),
     ),
     fixes=(
         Fix("fix_scheduler", "Make the warmup ramp up to the configured lr, then hold it",
@@ -89,10 +90,11 @@ SCENARIO = Scenario(
             config={"skip_nonfinite": True}),
     ),
     # Not yet a learning bar (see tests/test_learning.py): plain SGD on this transformer stalls
-    # near the word-frequency level (~2.5), and across incidents its healthy runs end at
-    # 2.43-2.89. The bar separates a run that trained without diverging from one that blew up
+    # near the word-frequency level (~2.5), and length-grouped batches (a decoy in some
+    # incidents) make it noisier: healthy runs end at 2.43-3.61 across the incidents checked.
+    # The bar only separates a run that trained without diverging from one that blew up
     # (clipping a blow-up ends at 20-45); the finite check catches the NaN itself.
-    criterion=Criterion(max_eval_loss=3.0),
+    criterion=Criterion(max_eval_loss=4.0),
     resolves={
         "lr_too_high": ("fix_scheduler",),
         "empty_label_division": ("guard_division",),

@@ -134,3 +134,12 @@ def lr_climbs_past_config(factor: float) -> Callable[[RunResult], bool]:
         used = _finite(r["lr"] for r in run.records)
         return bool(used) and max(used) >= factor * run.prepared.config.lr
     return holds
+
+
+def nonfinite_throughout_from(step: int) -> Callable[[RunResult], bool]:
+    """Non-finite by `step` at the latest, and at every step after the first: a forward pass
+    broken from the start, not particular batches and not a climb."""
+    def holds(run: RunResult) -> bool:
+        bad = nonfinite_steps(run)
+        return bool(bad) and bad[0] <= step and bad == list(range(bad[0], len(run.records)))
+    return holds

@@ -1,6 +1,5 @@
 """The engine from Python: precision paths, checkpointing, memory accounting, determinism."""
 import pytest
-import torch
 
 from debugsim.sim.config import TrainConfig, with_overrides
 from debugsim.sim.device import SimulatedOutOfMemory
