@@ -81,7 +81,6 @@ SCENARIO = Scenario(
         Fix("fix_scheduler", "Make the warmup ramp up to the configured lr, then hold it",
             repairs=(UnboundedWarmup,)),
         Fix("clip_grad", "Clip the global gradient norm at 1.0", config={"grad_clip": 1.0}),
-        Fix("warmup", "Add a 10-step learning-rate warmup", config={"warmup_steps": 10}),
         Fix("guard_division", "Divide the loss by max(count, 1)", repairs=(UnsafeTokenMean,)),
         Fix("finite_mask", "Fill masked scores with the dtype's minimum, not -inf",
             config={"attn_mask_value": "min"}),
@@ -91,10 +90,11 @@ SCENARIO = Scenario(
     ),
     # Not yet a learning bar (see tests/test_learning.py): plain SGD on this transformer stalls
     # near the word-frequency level (~2.5), and length-grouped batches (a decoy in some
-    # incidents) make it noisier: healthy runs end at 2.43-3.61 across the incidents checked.
-    # The bar only separates a run that trained without diverging from one that blew up
-    # (clipping a blow-up ends at 20-45); the finite check catches the NaN itself.
-    criterion=Criterion(max_eval_loss=4.0),
+    # incidents) make it noisier: healthy runs end at 2.43-3.61 across the incidents checked,
+    # and skipping the NaN steps of a grouped run at 4.04. The bar only separates a run that
+    # trained without diverging from one that blew up (clipping a blow-up ends at 20-45); the
+    # finite check catches the NaN itself.
+    criterion=Criterion(max_eval_loss=5.0),
     resolves={
         "lr_too_high": ("fix_scheduler",),
         "empty_label_division": ("guard_division",),
