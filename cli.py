@@ -37,10 +37,11 @@ def emit_json(obj) -> None:
 
 
 def ask(prompt: str) -> str | None:
-    """One line from the user; None once the input has ended."""
+    """One line from the user; None once the input has ended. Ctrl-C is not swallowed (as
+    click.prompt would): play decides what it means at each prompt."""
     try:
-        return click.prompt(prompt, default="", show_default=False, prompt_suffix=" ")
-    except click.Abort:
+        return input(f"{prompt} ")
+    except EOFError:
         click.echo()
         return None
 

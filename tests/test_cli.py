@@ -314,3 +314,26 @@ def test_counts_print_as_integers_in_check_lines():
     count = line.split(": ", 1)[1].split()[0]
     assert count.isdigit(), line                    # e.g. "576 (healthy >= 1920)", not "576.000"
     assert re.search(r"held-out loss: (\d+\.\d{3}|held-out loss not measurable)", result.output)
+
+
+def test_ctrl_c_at_the_probe_prompt_asks_before_quitting(tmp_path):
+    from debugsim.sim.play import play
+    seed = _seed_with_cause("bad_lr", "lr_too_low")
+    incident = app.incident("bad_lr", seed)
+
+    def scripted(*answers):
+        pending = list(answers)
+
+        def ask(prompt):
+            answer = pending.pop(0)
+            if answer is KeyboardInterrupt:
+                raise KeyboardInterrupt
+            return answer
+        return ask
+
+    said = []
+    verdict = play(incident, tmp_path / "a", said.append,
+                   scripted(KeyboardInterrupt, "n", "", "2", "lr=0.3"))
+    assert verdict.passed and any("Debrief" in line for line in said)
+    with pytest.raises(KeyboardInterrupt):
+        play(incident, tmp_path / "b", said.append, scripted(KeyboardInterrupt, "y"))
