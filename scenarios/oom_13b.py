@@ -69,6 +69,7 @@ SCENARIO = Scenario(
            "precision": "the job trains in bf16", "inference": "the job is training"},
     decoys=(
         Change("Lowered the LoRA rank to 8", {"lora_rank": 8}),
+        Change("Moved to the long-context data (4096 tokens)", {"seq": 4096}),
         Change("Switched the training method in the job config"),
         Change("Updated the data pipeline"),
     ),

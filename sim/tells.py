@@ -25,14 +25,6 @@ def _finite(values):
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def nonfinite_from_step(step: int) -> Callable[[RunResult], bool]:
-    """The first non-finite value comes at `step` or earlier."""
-    def holds(run: RunResult) -> bool:
-        bad = nonfinite_steps(run)
-        return bool(bad) and bad[0] <= step
-    return holds
-
-
 def grad_norm_climbs_before_nonfinite(factor: float) -> Callable[[RunResult], bool]:
     """Before the first non-finite step, the gradient norm grew `factor`-fold from step 0."""
     def holds(run: RunResult) -> bool:

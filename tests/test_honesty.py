@@ -153,3 +153,11 @@ def test_config_json_alone_does_not_determine_the_cause(scenario_id):
             causes_by_diff.setdefault(diff, set()).add(cause.id)
     telling = {diff: causes for diff, causes in causes_by_diff.items() if len(causes) == 1}
     assert not telling, telling
+
+
+@pytest.mark.parametrize("scenario", registry.all_scenarios(), ids=lambda s: s.id)
+def test_every_change_log_line_of_a_cause_is_also_a_decoy(scenario):
+    """A line only the real change ever writes would name the cause in the change log."""
+    decoy_lines = {decoy.log for decoy in scenario.decoys}
+    for cause in scenario.causes:
+        assert set(cause.changes) <= decoy_lines, (cause.id, set(cause.changes) - decoy_lines)
