@@ -36,12 +36,6 @@ NO_VALUES = "no finite values"
 STEP_LABEL_DROP = 20.5     # points from the axes' bottom to the x label: ticks, labels, a gap
 NICE_STEPS = (1, 2, 2.5, 5, 10)      # tick spacings: 0.5, 1, 2.5, 5, 10 ..., never 0.8 or 3
 
-# The update/param ratio's rule-of-thumb range: an optimizer step that changes the weights by
-# about 0.1% to 1% of their norm. Well above it (towards 1) the learning rate is too high and
-# the loss is about to blow up; well below it the run barely moves. It is a guide, not a law:
-# tiny models run a little above it early on (warmup, small weights).
-UPDATE_RATIO_BAND = (1e-3, 1e-2)
-
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -509,7 +503,7 @@ def _loss_panel(ax, result, events: bool = True) -> None:
 
 
 def _update_ratio_panel(ax, result, steps=None, color="#8c564b", events: bool = True) -> bool:
-    """The update/param ratio on a log axis, against its rule-of-thumb band."""
+    """The update/param ratio on a log axis."""
     import numpy as np
     spec = vocab.get("update_ratio")
     drawn = _draw_signal(ax, result, spec.name, steps, color=color)
@@ -517,13 +511,12 @@ def _update_ratio_panel(ax, result, steps=None, color="#8c564b", events: bool = 
     if not drawn:
         _no_values(ax, result, steps, nonfinite=spec.every_step)
     else:
-        lo, hi = UPDATE_RATIO_BAND
-        ax.axhspan(lo, hi, color="#2ca02c", alpha=0.13, linewidth=0,
-                   label=f"rule of thumb: {lo:g} to {hi:g}")
+        # no "healthy" band: on these tiny models the textbook 1e-3 rule points the wrong way
+        # (healthy runs sit above it, a too-low lr inside it); the learner reads the curve
         values = _values(result, spec.name, steps)
         values = values[np.isfinite(values) & (values > 0)]
         if len(values):
-            bottom, top = min(values.min(), lo) / 2, max(values.max(), hi) * 2
+            bottom, top = values.min() / 2, values.max() * 2
             _log_y(ax, top / bottom)
             ax.set_ylim(bottom, top)
             ax.set_ylabel(f"{spec.unit} (log)", fontsize=9)
