@@ -172,13 +172,17 @@ class PlannerEngine:
         return lines
 
     def write_plots(self, result: RunResult, out_dir: Path) -> list[Path]:
+        """None unasked: the chart by category is the breakdown, which the `plan` probe
+        draws when the learner asks for it (a real job's folder has no such chart)."""
+        return []
+
+    def plan_chart(self, result: RunResult, plot_dir: Path) -> Path:
         from ..memplan.chart import plot_plans
-        folder = Path(out_dir) / "plots"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "memory_plan.png"
+        path = Path(plot_dir) / "memory_plan.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         plot_plans([(result.summary["plan"], result.detail)],
                    round(result.summary["gpu_capacity_gb"] * 1e9), str(path))
-        return [path]
+        return path
 
     def evidence_plot(self, before: RunResult, after: RunResult, plot_dir: Path) -> Path:
         """Stacked bars of the broken plan and the learner's plan against the GPU."""

@@ -12,5 +12,6 @@ ORDER = 10                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:
-    from ..engines.planner import plan_lines
-    return "\n".join(plan_lines(result.summary))
+    from ..engines.planner import ENGINE, plan_lines
+    chart = ENGINE.plan_chart(result, plot_dir)
+    return "\n".join([*plan_lines(result.summary), f"wrote {chart}"])
