@@ -84,6 +84,10 @@ class TrainConfig:
 # settings a user writes in a config file.
 IMPLEMENTATION_FIELDS = ("attn_mask_value", "apply_repetition_penalty", "lr_scale")
 
+# Fields only decoding reads: two runs that differ only in these train the same model.
+DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
+                   "apply_repetition_penalty", "no_repeat_ngram", "gen_tokens", "kv_cache")
+
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
 FIXED_REASONS: dict[str, str] = {
     "model": "the model is part of the problem", "d_model": "the model is part of the problem",

@@ -32,4 +32,6 @@ def execute(prepared: Prepared, out_dir: Path | None = None,
 
 
 def clear_cache() -> None:
+    from . import engines
     _cache.clear()
+    engines.clear_caches()

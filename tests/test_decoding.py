@@ -155,3 +155,34 @@ def test_samples_probe_redecodes_with_decoding_settings_only():
         assert metric in text.splitlines()[-1]
     with pytest.raises(ValueError, match="decoding settings only"):
         render_samples(result, {"steps": 150})
+
+
+def test_runs_that_differ_only_in_decoding_share_one_training(monkeypatch):
+    """A decoding fix re-decodes the trained model instead of training again, and gives what a
+    fresh run gives: records, summary and samples (the KV-cache fault, a decoding-only
+    callback, stays fresh per run; the early export, a training one, comes with its training)."""
+    import json
+    from debugsim.sim import app, loop, runs
+    trainings = []
+    real_train = loop.train
+    monkeypatch.setattr(loop, "train", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
+
+    def snapshot(result):
+        return json.dumps([result.records, result.summary, result.samples], sort_keys=True)
+
+    short = {"steps": 24}
+    for cause, fixes, expected_trainings in (
+            ("stale_kv_cache", ("sample", "store_kv", "no_kv_cache"), 1),
+            ("undertrained", ("sample", "final_checkpoint"), 2)):   # a longer training anew
+        runs.clear_cache()
+        trainings.clear()
+        broken = app.prepare("repetitive_decoding", 4, cause, settings=short)
+        runs_of = [broken, *(broken.with_fixes((fix,), short) for fix in fixes)]
+        served = [snapshot(app.execute(prepared)) for prepared in runs_of]
+        assert len(trainings) == expected_trainings, cause
+        fresh = []
+        for prepared in runs_of:
+            runs.clear_cache()
+            fresh.append(snapshot(app.execute(prepared)))
+        assert served == fresh, cause
+    runs.clear_cache()

@@ -8,7 +8,7 @@ import importlib
 
 from .base import Engine, Prepared, RunOptions
 
-__all__ = ["Engine", "Prepared", "RunOptions", "get"]
+__all__ = ["Engine", "Prepared", "RunOptions", "clear_caches", "get"]
 
 _loaded: dict[str, Engine] = {}
 
@@ -23,3 +23,11 @@ def get(name: str) -> Engine:
             raise LookupError(f"unknown engine '{name}'") from None
         _loaded[name] = module.ENGINE
     return _loaded[name]
+
+
+def clear_caches() -> None:
+    """Drop what loaded engines keep between runs (an engine may cache work that runs share)."""
+    for engine in _loaded.values():
+        clear = getattr(engine, "clear_cache", None)
+        if clear:
+            clear()

@@ -4,12 +4,15 @@ Scenarios that generate text decode after training (decoding is part of this eng
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import TrainConfig, parse_assignments, with_overrides
+from ..callbacks import EVENTS, Callback
+from ..config import DECODING_FIELDS, TrainConfig, parse_assignments, with_overrides
 from ..files import write_atomic, write_json
 from ..result import RunResult, overflow_skip
 from .base import Prepared, RunOptions
@@ -59,11 +62,6 @@ class TrainingEngine:
         those are the result. Ctrl-C propagates after the partial files are closed."""
         import torch
 
-        from ..console import LiveTable
-        from ..device import SimulatedOutOfMemory
-        from ..loop import train
-        from ..telemetry import Recorder
-
         torch.set_num_threads(1)   # tiny ops: one thread is faster, and results do not vary
         config = prepared.config
         out = Path(out_dir) if out_dir else None
@@ -71,27 +69,32 @@ class TrainingEngine:
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(out / "config.json", json.dumps(
                 {**prepared.header(), "config": config.recipe_dict()}, indent=2) + "\n")
-        recorder = Recorder(prepared.header(), out)
         callbacks = [factory() for factory in prepared.callbacks]
-        extra = [LiveTable(config.steps)] if options.live else []
-        run = None
-        try:
-            run = train(config, [recorder, *callbacks, *extra],
-                        track_memory=bool(options.track_memory))
-        except SimulatedOutOfMemory:
-            pass                      # recorded by the Recorder: status "oom" and the message
-        except Exception as error:    # a fault may crash the loop; that is a result too
-            recorder.end = {**getattr(recorder, "end", {}), "status": "error", "error": str(error)}
-        result = RunResult(prepared, recorder.end["status"], recorder.end.get("error"),
-                           recorder.records, recorder.end, {}, out_dir=out)
-        if run is not None and prepared.scenario.generates_text and result.status == "completed":
+        key = (_training_key(prepared, options) if prepared.scenario.generates_text
+               and not (out or options.live) else None)
+        trained = _trained.get(key) if key else None
+        if trained is None:
+            trained = _train(prepared, callbacks, out, options)
+            if key:
+                _remember(key, trained)
+        else:   # the same training: its callbacks, with fresh ones for decoding
+            callbacks = [*(c for c in trained.callbacks if not _decoding_only(type(c))),
+                         *(c for c in callbacks if _decoding_only(type(c)))]
+        result = RunResult(prepared, trained.end["status"], trained.end.get("error"),
+                           list(trained.records), dict(trained.end), {}, out_dir=out)
+        if trained.run is not None and prepared.scenario.generates_text \
+                and result.status == "completed":
             from ..decoding import sample_and_measure
+            run = dataclasses.replace(trained.run, config=config)
             result.samples, text_metrics = sample_and_measure(run, callbacks)
             result.summary.update(text_metrics)
         result.summary = {**summarize(result), **result.summary}
         if out:
             write_json(out / "summary.json", result.summary)
         return result
+
+    def clear_cache(self) -> None:
+        _trained.clear()
 
     def summary_lines(self, result: RunResult) -> list[str]:
         s, config = result.summary, result.config
@@ -123,6 +126,68 @@ class TrainingEngine:
 
     def verdict_notes(self, verdict) -> list[str]:
         return []
+
+
+@dataclasses.dataclass
+class _Trained:
+    """What training leaves for decoding and the result: records, end record, the live run
+    (model included) and the callbacks that trained it."""
+    records: list
+    end: dict
+    run: Any
+    callbacks: list
+
+
+def _train(prepared: Prepared, callbacks: list, out: Path | None,
+           options: RunOptions) -> _Trained:
+    from ..console import LiveTable
+    from ..device import SimulatedOutOfMemory
+    from ..loop import train
+    from ..telemetry import Recorder
+
+    config = prepared.config
+    recorder = Recorder(prepared.header(), out)
+    extra = [LiveTable(config.steps)] if options.live else []
+    run = None
+    try:
+        run = train(config, [recorder, *callbacks, *extra],
+                    track_memory=bool(options.track_memory))
+    except SimulatedOutOfMemory:
+        pass                      # recorded by the Recorder: status "oom" and the message
+    except Exception as error:    # a fault may crash the loop; that is a result too
+        recorder.end = {**getattr(recorder, "end", {}), "status": "error", "error": str(error)}
+    return _Trained(recorder.records, recorder.end, run, callbacks)
+
+
+# Trained models, by what their training depended on. Runs that differ only in decoding
+# (sampling, penalties, the KV cache) share one training: a grader trying decoding fixes, or
+# `check` re-running a decoding fix, decodes again without training again. Training is
+# deterministic, so a served training is the one a fresh run would do.
+TRAINED_CACHE = 8
+_trained: "OrderedDict[str, _Trained]" = OrderedDict()
+
+
+def _decoding_only(factory) -> bool:
+    """A callback class that changes nothing but decoding (it overrides only on_decode_step)."""
+    return isinstance(factory, type) and issubclass(factory, Callback) and all(
+        getattr(factory, event) is getattr(Callback, event)
+        for event in EVENTS if event != "on_decode_step")
+
+
+def _training_key(prepared: Prepared, options: RunOptions) -> str:
+    defaults = TrainConfig()
+    config = {**prepared.config.to_dict(),
+              **{name: getattr(defaults, name) for name in DECODING_FIELDS}}
+    code = [f"{f.__module__}.{f.__qualname__}" if isinstance(f, type) else repr(f)
+            for f in prepared.callbacks if not _decoding_only(f)]
+    return json.dumps([config, code, bool(options.track_memory)], sort_keys=True)
+
+
+def _remember(key: str, trained: _Trained) -> None:
+    _trained[key] = trained
+    _trained.move_to_end(key)
+    while len(_trained) > TRAINED_CACHE:
+        _trained.popitem(last=False)
 
 
 def summarize(result: RunResult) -> dict:
