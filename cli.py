@@ -120,8 +120,10 @@ def show_command(scenario_id: str, answers: bool, as_json: bool) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Artifacts folder.")
 @click.option("--track-memory", is_flag=True, help="Count memory on the simulated device.")
+@click.option("--no-plots", is_flag=True, help="Write every file but the plots (faster).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, no table.")
-def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, as_json) -> None:
+def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, no_plots,
+                as_json) -> None:
     """Run a scenario non-interactively and write its artifacts."""
     with usage_errors():
         seed = app.pick_seed(seed)
@@ -132,7 +134,8 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, as_jso
         click.echo("\n".join([f"{prepared.scenario.id}: seed {seed} -> {out}/",
                               *app.changes(prepared)]))
     with on_interrupt(f"partial metrics in {out}/metrics.jsonl"):
-        result = app.run(prepared, out, live=not as_json, track_memory=track_memory or None)
+        result = app.run(prepared, out, live=not as_json, track_memory=track_memory or None,
+                         plots=not no_plots)
     if as_json:
         return emit_json({"scenario": prepared.scenario.id, "seed": seed, "out": str(out),
                           "summary": result.summary})

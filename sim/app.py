@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import engines, home, incidents, registry, runs
 from .config import ConfigError
@@ -184,17 +184,57 @@ def simulate(scenario_or_id, seed: int, cause: str | None = None, fixes: Sequenc
 
 
 def run(prepared: Prepared, out: Path | None = None, live: bool = False,
-        track_memory: bool | None = None) -> RunResult:
-    """Run and write every artifact: metrics, config, summary, plots and summary.md."""
-    from .report import write_summary_md
-    from .files import write_atomic
+        track_memory: bool | None = None, plots: bool = True) -> RunResult:
+    """Run and write every artifact: metrics, config, summary, summary.md, changes.md and
+    (unless `plots` is False) the plots."""
     out = Path(out) if out else default_out(prepared)
     result = execute(prepared, out, live, track_memory)
-    plots = prepared.engine.write_plots(result, out)
-    write_summary_md(result, out / "summary.md", plots)
-    if prepared.incident.changes_shown:
-        write_atomic(out / "changes.md", "\n".join(changes(prepared)) + "\n")
+    _write_report(result, out, prepared.engine.write_plots(result, out) if plots else ())
     return result
+
+
+def run_drawing_later(prepared: Prepared, out: Path | None = None, live: bool = False,
+                      track_memory: bool | None = None) -> tuple[RunResult, Callable[[], None]]:
+    """Run and write the files now; draw the plots in a background thread (while a learner
+    reads the first screen). Returns the result and `finish`, which waits for the drawing and
+    rewrites summary.md with the plots: call it before anything reads them, and before the
+    command returns (a run's artifacts are complete when it ends)."""
+    import threading
+    out = Path(out) if out else default_out(prepared)
+    result = execute(prepared, out, live, track_memory)
+    _write_report(result, out, ())
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    drawn: list = []
+    failed: list = []
+    finished: list = []
+
+    def draw() -> None:
+        try:
+            drawn.extend(prepared.engine.write_plots(result, out))
+        except BaseException as error:                  # re-raised by finish(), in the caller
+            failed.append(error)
+
+    worker = threading.Thread(target=draw, name="debugsim-plots", daemon=True)
+    worker.start()
+
+    def finish() -> None:
+        if finished:
+            return
+        worker.join()
+        finished.append(True)
+        if failed:
+            raise failed[0]
+        _write_report(result, out, drawn)
+
+    return result, finish
+
+
+def _write_report(result: RunResult, out: Path, plots) -> None:
+    from .report import write_summary_md
+    from .files import write_atomic
+    write_summary_md(result, out / "summary.md", plots)
+    if result.prepared.incident.changes_shown:
+        write_atomic(out / "changes.md", "\n".join(changes(result.prepared)) + "\n")
 
 
 def grade(incident: Prepared, named_cause: str | None, fixes: Sequence[str] = (),

@@ -30,25 +30,33 @@ def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequenc
     say(scenario.story + "\n")
     say("\n".join(app.changes(incident)) + "\n")
     say(engine.working)
-    before = app.run(incident, out, live=True)
+    before, finish_drawing = app.run_drawing_later(incident, out, live=True)
     say("\n".join(engine.summary_lines(before)))
     say(f"\nArtifacts: {out}/  ({', '.join(sorted(p.name for p in out.iterdir()))})\n")
-    plot_dir = out / "plots"
-    for line in probe_lines:
-        say(f"probe> {line}\n{run_probe(line, before, plot_dir)}")
-    while True:
-        if interactive:
-            _investigate(before, plot_dir, say, ask)
-        named = cause_answer or _ask_cause(scenario, say, ask)
-        chosen = (list(fix_ids), sets) if (fix_ids or sets) else _ask_fix(incident, say, ask)
-        verdict = _grade(incident, named, chosen, before, out, say)
-        if verdict.passed or not interactive or not _yes(ask("Try again? [y/N]>")):
-            break
+
+    def probe(line: str) -> str:          # probes draw too: the plots come first
+        finish_drawing()
+        return run_probe(line, before, out / "plots")
+
+    try:
+        for line in probe_lines:
+            say(f"probe> {line}\n{probe(line)}")
+        while True:
+            if interactive:
+                _investigate(probe, say, ask)
+            named = cause_answer or _ask_cause(scenario, say, ask)
+            chosen = (list(fix_ids), sets) if (fix_ids or sets) else _ask_fix(incident, say, ask)
+            finish_drawing()
+            verdict = _grade(incident, named, chosen, before, out, say)
+            if verdict.passed or not interactive or not _yes(ask("Try again? [y/N]>")):
+                break
+    finally:
+        finish_drawing()
     _debrief(incident, verdict, say)
     return verdict
 
 
-def _investigate(before, plot_dir: Path, say: Say, ask: Ask) -> None:
+def _investigate(probe: Callable[[str], str], say: Say, ask: Ask) -> None:
     say("Investigate with probes; 'help' lists them, an empty line moves on.")
     while True:
         try:
@@ -60,7 +68,7 @@ def _investigate(before, plot_dir: Path, say: Say, ask: Ask) -> None:
             continue
         if line is None or line.strip().lower() in ("", "done", "q", "quit"):
             return
-        say(run_probe(line, before, plot_dir))
+        say(probe(line))
 
 
 def _ask_cause(scenario, say: Say, ask: Ask) -> str:

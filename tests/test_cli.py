@@ -86,6 +86,16 @@ def test_run_writes_artifacts(tmp_path):
     assert sum(1 for line in lines if line["event"] == "step") == 60
 
 
+def test_run_without_plots_writes_every_other_file(tmp_path):
+    result = invoke("run", "bad_lr", "--seed", "0", "--no-plots", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "changes.md", "config.json", "metrics.jsonl", "summary.json", "summary.md",
+        "timings.jsonl"]
+    assert "## Plots" not in (out / "summary.md").read_text()
+
+
 def test_same_seed_gives_byte_identical_metrics(tmp_path):
     for name in ("a", "b"):
         assert invoke("run", "nan_loss", "--seed", "4", "--out", tmp_path / name).exit_code == 0
@@ -137,6 +147,10 @@ def test_play_with_piped_input(tmp_path):
     assert "unknown fix 'zzz'" in right.output
     assert "RESOLVED" in right.output and "PASSED" in right.output
     assert (tmp_path / "r" / "plots" / "before_after_loss.png").exists()
+    # the broken run's plots, drawn while the learner read, are complete when play returns
+    for name in ("dashboard.png", "loss.png", "grad_norm.png"):
+        assert (tmp_path / "r" / "plots" / name).stat().st_size > 0, name
+    assert "![dashboard](plots/dashboard.png)" in (tmp_path / "r" / "summary.md").read_text()
 
 
 def test_play_by_flags(tmp_path):
