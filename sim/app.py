@@ -218,11 +218,81 @@ def check(scenario_or_id, seed: int, named_cause: str, fixes: Sequence[str] = ()
     return verdict
 
 
-def record_attempt(verdict) -> None:
+def record_attempt(verdict, attempt=None):
+    """Score the attempt (its probes, the incident's hints so far) and record it in the
+    debugsim home; returns the Score."""
+    from .hints import taken
+    from .score import score
+    probes_used = list(attempt.probes) if attempt else []
     with user_errors():
+        hints_taken = taken(verdict.scenario_id, verdict.seed)
+        scored = score(verdict, len(probes_used), hints_taken)
         home.record_event("attempt", scenario=verdict.scenario_id, seed=verdict.seed,
+                          cause=verdict.before.cause_id, named_cause=verdict.named_cause,
                           cause_correct=verdict.cause_correct, fix_verdict=verdict.fix_verdict,
-                          passed=verdict.passed)
+                          passed=verdict.passed, probes=probes_used, hints=hints_taken,
+                          score=scored.points,
+                          seconds=round(attempt.elapsed(), 1) if attempt else None)
+    return scored
+
+
+def hint(incident_or_id, seed: int | None = None, key: str | None = None) -> tuple[int, str]:
+    """The next staged hint for an incident (recorded; it costs score)."""
+    from . import hints
+    prepared = incident_or_id if isinstance(incident_or_id, Prepared) else \
+        incident(incident_or_id, check_seed(seed), key=key)
+    with user_errors():
+        return hints.next_hint(prepared)
+
+
+def progress(scenario_id: str | None = None) -> list:
+    """The learner's progress rows (per scenario and known cause)."""
+    from . import progress as learner_progress
+    if scenario_id is not None:
+        scenario_id = scenario(scenario_id).id
+    with user_errors():
+        return learner_progress.rows(scenario_id)
+
+
+def reset(scenario_id: str | None = None) -> int:
+    """Forget the learner's record (of one scenario); returns how many events were dropped."""
+    if scenario_id is not None:
+        scenario_id = scenario(scenario_id).id
+    with user_errors():
+        return home.forget_events(scenario_id)
+
+
+def next_to_play(seed: int | None = None) -> tuple[str, int]:
+    """The next unsolved scenario, and the seed to play: `seed` if given, else an unfinished
+    incident's, else a new one."""
+    from . import progress as learner_progress
+    with user_errors():
+        scenario_id, unfinished = learner_progress.next_unsolved()
+    return scenario_id, pick_seed(seed if seed is not None else unfinished)
+
+
+def random_scenario(tags: str | None = None) -> str:
+    """A scenario drawn at random (with one of these comma-separated tags)."""
+    wanted = {t.strip() for t in (tags or "").split(",") if t.strip()}
+    pool = [s for s in scenarios() if not wanted or wanted & set(s.tags)]
+    if not pool:
+        known = sorted({t for s in scenarios() for t in s.tags})
+        raise UsageError(f"no scenario has the tags {', '.join(sorted(wanted))}; "
+                         f"tags: {', '.join(known)}")
+    return secrets.choice(pool).id
+
+
+def attempt(timed: str | None = None):
+    """A fresh attempt, with a time limit ('15m', '90s') for the drill."""
+    from .attempt import Attempt, parse_duration
+    with user_errors():
+        return Attempt(limit_s=parse_duration(timed) if timed else None)
+
+
+def solved_causes() -> dict[str, set[str]]:
+    from . import progress as learner_progress
+    with user_errors():
+        return learner_progress.solved_causes()
 
 
 def reveal(scenario_or_id, seed: int, key: str | None = None) -> dict:
@@ -231,7 +301,7 @@ def reveal(scenario_or_id, seed: int, key: str | None = None) -> dict:
     prepared = incident(scenario_or_id, seed, key=key)
     spec, cause = prepared.scenario, prepared.scenario.cause(prepared.cause_id)
     with user_errors():
-        home.record_event("reveal", scenario=spec.id, seed=seed)
+        home.record_event("reveal", scenario=spec.id, seed=seed, cause=cause.id)
     return {"scenario": spec.id, "seed": seed, "cause": cause.id, "title": cause.title,
             "explanation": cause.explanation, "tell": cause.tell,
             "resolved_by": list(spec.resolves.get(cause.id, ())),
