@@ -280,6 +280,61 @@ def reveal_command(scenario_id, seed, as_json) -> None:
     click.echo(f"Resolved by: {', '.join(shown['resolved_by'])}\n\n{shown['debrief']}")
 
 
+QUIZ_RESULTS = click.option("--results", type=click.Path(dir_okay=False, path_type=Path),
+                            help="Where to write the results (JSON).")
+
+
+@cli.group("quiz", invoke_without_command=True)
+@click.option("--count", type=click.IntRange(1, 100), default=5, show_default=True)
+@click.option("--tags", help="Only scenarios with one of these tags (comma-separated).")
+@click.option("--difficulty", help="Only these difficulties (easy, medium, hard; commas).")
+@click.option("--seed", type=SEED, help="Seed of the draw (default: random, printed).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the plots and results (default debugsim-quiz/seed-N).")
+@QUIZ_RESULTS
+@click.pass_context
+def quiz_group(ctx, count, tags, difficulty, seed, out, results) -> None:
+    """A self-checking diagnosis quiz: incidents simulated now, multiple choice, explained.
+
+    `quiz make` writes a pack to take later (offline, instant); `quiz take DIR` takes one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .sim.quiz import result_lines
+    with usage_errors():
+        taken, path = app.quiz(count, tags, difficulty, seed, out, click.echo, ask, results)
+    click.echo("\n".join(result_lines(taken)) + f"\nResults: {path}")
+
+
+@quiz_group.command("make")
+@click.option("--count", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md",
+              show_default=True)
+@click.option("--key-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the answer key here (instructors; outside the pack).")
+@click.option("--tags", help="Only scenarios with one of these tags (comma-separated).")
+@click.option("--difficulty", help="Only these difficulties (easy, medium, hard; commas).")
+@click.option("--seed", type=SEED, help="Seed of the draw of scenarios.")
+def quiz_make_command(count, out, fmt, key_out, tags, difficulty, seed) -> None:
+    """Make a quiz pack: incidents simulated now, answers sealed, taken later offline."""
+    with usage_errors():
+        written = app.make_quiz_pack(count, tags, difficulty, seed, out, fmt, key_out,
+                                     click.echo)
+    click.echo(f"Quiz pack: {out}/ ({len(written)} files); take it with "
+               f"`debugsim quiz take {out}`" + (f"; answer key: {key_out}" if key_out else ""))
+
+
+@quiz_group.command("take")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@QUIZ_RESULTS
+def quiz_take_command(folder, results) -> None:
+    """Take a quiz pack offline (your first answer to each part counts)."""
+    from .sim.quiz import result_lines
+    with usage_errors():
+        taken, path = app.take_quiz_pack(folder, click.echo, ask, results)
+    click.echo("\n".join(result_lines(taken)) + f"\nResults: {path}")
+
+
 @cli.group("dev")
 def dev_group() -> None:
     """Tools for scenario authors."""
