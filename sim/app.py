@@ -311,25 +311,39 @@ def reveal(scenario_or_id, seed: int, key: str | None = None) -> dict:
 QUIZ_DIR = Path("debugsim-quiz")
 
 
+@contextlib.contextmanager
+def quiz_errors() -> Iterator[None]:
+    from .quiz import QuizError
+    try:
+        with user_errors():
+            yield
+    except QuizError as error:
+        raise UsageError(str(error)) from None
+
+
 def quiz(count: int, tags: str | None, difficulty: str | None, seed: int | None,
          out: Path | None, say, ask, results: Path | None = None) -> tuple[dict, Path]:
     """A quiz simulated now and taken at once (interactive or piped); returns the results
     and the results file."""
+    import random
     from . import quiz as quizzes
     seed = pick_seed(seed)
-    picks = quizzes.pick(count, tags, difficulty, seed)
     out = Path(out or QUIZ_DIR / f"seed-{seed}")
-    say(f"Quiz of {count} question(s), seed {seed}. Simulating the incidents first:")
-    with user_errors():
-        questions, _ = quizzes.simulate(picks, quizzes.quiz_key(seed), out, say, seed)
-    taken = quizzes.take(questions, say, ask)
+    with quiz_errors():
+        picks = quizzes.pick(count, tags, difficulty, seed)
+        say(f"Quiz of {count} question(s), seed {seed}. Simulating the incidents first:")
+        drawn = [incident(s, n, key=quizzes.quiz_key(seed)) for s, n in picks]
+        questions, _ = quizzes.simulate(drawn, out, say, random.Random(seed), changes)
+        taken = quizzes.take(questions, say, ask)
     return taken, quizzes.write_results(taken, results or out / "results.json")
 
 
 def make_quiz_pack(count: int, tags: str | None, difficulty: str | None, seed: int | None,
                    out: Path, fmt: str = "md", key_out: Path | None = None, say=print
                    ) -> list[Path]:
-    """Simulate a quiz now and write it as a pack to take later (`take_quiz_pack`)."""
+    """Simulate a quiz now and write it as a pack to take later (`take_quiz_pack`). The
+    incidents' key is random and stays out of the pack (it goes to `key_out`)."""
+    import random
     import tempfile
     from . import quiz as quizzes, quizpack
     out = Path(out)
@@ -337,10 +351,12 @@ def make_quiz_pack(count: int, tags: str | None, difficulty: str | None, seed: i
         raise UsageError(f"{out} already holds a quiz pack; choose another --out")
     if fmt not in ("md", "html"):
         raise UsageError(f"unknown format '{fmt}'; choose md or html")
-    picks = quizzes.pick(count, tags, difficulty, pick_seed(seed))
-    key = secrets.token_hex(16)                  # stays out of the pack (see quizpack)
-    with tempfile.TemporaryDirectory() as scratch, user_errors():
-        questions, answers = quizzes.simulate(picks, key, Path(scratch), say)
+    key = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory() as scratch, quiz_errors():
+        picks = quizzes.pick(count, tags, difficulty, pick_seed(seed))
+        drawn = [incident(s, n, key=key) for s, n in picks]
+        questions, answers = quizzes.simulate(drawn, Path(scratch), say, random.SystemRandom(),
+                                              changes)
         return quizpack.make(questions, answers, out, fmt, key, key_out)
 
 
@@ -348,10 +364,8 @@ def take_quiz_pack(folder: Path, say, ask, results: Path | None = None) -> tuple
     """Take a pack offline: no training, the chosen options unseal their feedback."""
     from . import quiz as quizzes, quizpack
     folder = Path(folder)
-    questions = quizpack.load(folder)
-    try:
+    with quiz_errors():
+        questions = quizpack.load(folder)
         taken = quizzes.take(questions, say, ask)
-    except quizpack.PackError as error:
-        raise UsageError(str(error)) from None
     default = folder.resolve().parent / f"{folder.resolve().name}-results.json"
     return taken, quizzes.write_results(taken, results or default)

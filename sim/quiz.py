@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import app, probes
+from . import probes, registry
 from .drill import deciding_probes
 from .engines.base import Prepared
 from .files import write_json
@@ -36,6 +36,10 @@ Ask = Callable[[str], "str | None"]
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 FIX_POINTS = {"resolved": 1.0, "workaround": 0.5}
 LONG_LOG, LOG_HEAD, LOG_TAIL = 60, 20, 10
+
+
+class QuizError(ValueError):
+    """A quiz cannot be drawn, made or taken as asked (one line, for the user)."""
 
 
 @dataclass
@@ -97,18 +101,18 @@ def pick(count: int, tags: str | None, difficulty: str | None, seed: int) -> lis
     """`count` (scenario, seed) pairs over the catalogue (tags: comma-separated, any of them),
     each scenario once before any repeats."""
     if count < 1:
-        raise app.UsageError("--count must be at least 1")
+        raise QuizError("--count must be at least 1")
     wanted = {t.strip() for t in (tags or "").split(",") if t.strip()}
     levels = {d.strip() for d in (difficulty or "").split(",") if d.strip()}
-    catalogue = app.scenarios()
+    catalogue = registry.all_scenarios()
     known_levels = {s.difficulty for s in catalogue}
     if levels - known_levels:
-        raise app.UsageError(f"unknown difficulty {', '.join(sorted(levels - known_levels))}; "
+        raise QuizError(f"unknown difficulty {', '.join(sorted(levels - known_levels))}; "
                              f"choose from {', '.join(sorted(known_levels))}")
     pool = [s.id for s in catalogue if (not wanted or wanted & set(s.tags))
             and (not levels or s.difficulty in levels)]
     if not pool:
-        raise app.UsageError("no scenario matches those tags and difficulty; tags: "
+        raise QuizError("no scenario matches those tags and difficulty; tags: "
                              + ", ".join(sorted({t for s in catalogue for t in s.tags})))
     rng = random.Random(seed)
     picks: list[tuple[str, int]] = []
@@ -214,9 +218,10 @@ def _fix_part(prepared: Prepared, rng) -> tuple[Part, dict[str, Feedback]]:
     return part, feedback
 
 
-def build(number: int, prepared: Prepared, folder: Path, rng) -> tuple[Question, Answer]:
+def build(number: int, prepared: Prepared, folder: Path, rng, changes: list[str] = ()
+          ) -> tuple[Question, Answer]:
     """One question from an incident: simulated (or served from the run cache), its plots and
-    evidence written under `folder/plots`."""
+    evidence written under `folder/plots`; `changes` is what changed since the last good run."""
     from . import runs
     result = runs.execute(prepared)
     plot_dir = folder / "plots"
@@ -228,7 +233,7 @@ def build(number: int, prepared: Prepared, folder: Path, rng) -> tuple[Question,
     scenario = prepared.scenario
     cause = scenario.cause(prepared.cause_id)
     question = Question(f"q{number}", f"Question {number}", list(scenario.tags[:1]),
-                        scenario.story, app.changes(prepared), _log_excerpt(result), evidence,
+                        scenario.story, list(changes), _log_excerpt(result), evidence,
                         plots + [p for p in made if p not in plots], [cause_part, fix_part])
     answer = Answer(scenario.id, prepared.seed, cause.id,
                     cause.signal.where if cause.signal else "",
@@ -236,16 +241,15 @@ def build(number: int, prepared: Prepared, folder: Path, rng) -> tuple[Question,
     return question, answer
 
 
-def simulate(picks: list[tuple[str, int]], key: str, out: Path, say: Say,
-             shuffle_seed=None) -> tuple[list[Question], list[Answer]]:
-    """The questions for these (scenario, seed) picks, simulated now (progress is said)."""
-    rng = random.Random(shuffle_seed) if shuffle_seed is not None else random.SystemRandom()
+def simulate(incidents: list[Prepared], out: Path, say: Say, rng,
+             changes: Callable[[Prepared], list[str]] = lambda prepared: []
+             ) -> tuple[list[Question], list[Answer]]:
+    """The questions for these incidents, simulated now (progress is said)."""
     questions, answers = [], []
-    for number, (scenario_id, seed) in enumerate(picks, 1):
-        say(f"  simulating incident {number}/{len(picks)} ...")
+    for number, prepared in enumerate(incidents, 1):
+        say(f"  simulating incident {number}/{len(incidents)} ...")
         started = time.monotonic()
-        prepared = app.incident(scenario_id, seed, key=key)
-        question, answer = build(number, prepared, out / f"q{number}", rng)
+        question, answer = build(number, prepared, out / f"q{number}", rng, changes(prepared))
         questions.append(question)
         answers.append(answer)
         say(f"    done in {time.monotonic() - started:.1f} s")
@@ -274,7 +278,7 @@ def _ask_part(part: Part, say: Say, ask: Ask) -> str:
     while True:
         answer = ask(f"{part.kind} ({letters[0]}-{letters[-1]})>")
         if answer is None:
-            raise app.UsageError("no answer given (input ended)")
+            raise QuizError("no answer given (input ended)")
         answer = answer.strip().lower()
         if answer in letters:
             return answer

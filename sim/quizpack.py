@@ -33,9 +33,8 @@ import struct
 import zlib
 from pathlib import Path
 
-from . import app
 from .files import write_atomic
-from .quiz import Answer, Feedback, Part, Question, key_entries, dumps_key
+from .quiz import Answer, Feedback, Part, Question, QuizError, key_entries, dumps_key
 
 FORMAT = "debugsim-quiz-pack"
 VERSION = 1
@@ -43,7 +42,7 @@ NONCE, TAG, BLOCK = 16, 32, 32
 PAD_TO = 512
 
 
-class PackError(ValueError):
+class PackError(QuizError):
     """A pack that cannot be read (one line)."""
 
 
@@ -116,10 +115,10 @@ def make(questions: list[Question], answers: list[Answer], out: Path, fmt: str,
     """Write the pack for already-built questions into `out`; returns the files written."""
     out = Path(out)
     if key_out is not None and _inside(Path(key_out), out):
-        raise app.UsageError("--key-out must be outside the pack folder (the pack is what "
-                             "learners get)")
+        raise QuizError("--key-out must be outside the pack folder (the pack is what "
+                        "learners get)")
     if fmt not in ("md", "html"):
-        raise app.UsageError(f"unknown format '{fmt}'; choose md or html")
+        raise QuizError(f"unknown format '{fmt}'; choose md or html")
     (out / "plots").mkdir(parents=True, exist_ok=True)
     salt = secrets.token_bytes(32)
     size = _sealed_size(answers)
@@ -204,21 +203,21 @@ def load(folder: Path) -> list[Question]:
     """The pack's questions; each part's options open their sealed feedback when chosen."""
     path = Path(folder) / "pack.json"
     if not path.exists():
-        raise app.UsageError(f"{folder} is not a quiz pack (no pack.json); make one with "
+        raise QuizError(f"{folder} is not a quiz pack (no pack.json); make one with "
                              "`debugsim quiz make`")
     try:
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT:
             raise KeyError("format")
         if data["version"] > VERSION:
-            raise app.UsageError(f"{path} was made by a newer debugsim (pack version "
+            raise QuizError(f"{path} was made by a newer debugsim (pack version "
                                  f"{data['version']})")
         salt = bytes.fromhex(data["salt"])
         return [_question(q, salt, Path(folder)) for q in data["questions"]]
+    except QuizError:
+        raise
     except (ValueError, KeyError, TypeError, zlib.error) as error:
-        if isinstance(error, app.UsageError):
-            raise
-        raise app.UsageError(f"{path} is not a readable quiz pack ({error})") from None
+        raise QuizError(f"{path} is not a readable quiz pack ({error})") from None
 
 
 def _question(q: dict, salt: bytes, folder: Path) -> Question:

@@ -296,7 +296,7 @@ def test_option_order_is_shuffled_so_a_position_means_nothing(built):
 def test_pack_errors_are_one_line(packs, built, tmp_path):
     _, questions, answers, _ = built
     made, _ = packs
-    with pytest.raises(app.UsageError, match="outside the pack"):
+    with pytest.raises(quizzes.QuizError, match="outside the pack"):
         quizpack.make(questions, answers, tmp_path / "p", "md", PACK_KEY,
                       tmp_path / "p" / "key.json")
     assert invoke("quiz", "take", tmp_path).exit_code == 2              # no pack.json
