@@ -379,7 +379,11 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 def main() -> None:
     """Entry point: click's own usage errors are shortened to one line, like ours."""
     try:
-        cli.main(prog_name="debugsim", standalone_mode=False)
+        try:
+            cli.main(prog_name="debugsim", standalone_mode=False)
+        finally:                          # e.g. a corrupt record set aside: say so, once
+            for notice in app.home.notices:
+                click.echo(f"note: {notice}", err=True)
     except _NO_ARGS_IS_HELP as error:                     # plain `debugsim`: show the help
         click.echo(error.ctx.get_help())
     except click.UsageError as error:
