@@ -255,3 +255,15 @@ def test_tab_completion_offers_probes_then_signals_and_steps():
     assert candidates("batch 3", words, 40) == ["3", "30", "31", "32", "33", "34", "35", "36",
                                                 "37", "38", "39"]
     assert "kv_cache=false" in candidates("samples kv", words, 40)
+
+
+@pytest.mark.parametrize("argv", [["progress"], ["quiz", "--help"], ["drill", "--help"]])
+def test_the_learners_fast_commands_do_not_import_torch(argv, own_home):
+    import subprocess
+    import sys
+    code = ("import sys\nfrom debugsim import cli\n"
+            "try:\n    cli.cli.main(sys.argv[1:], standalone_mode=False)\n"
+            "except SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
