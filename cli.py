@@ -76,11 +76,15 @@ class SeedList(click.ParamType):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option("--home", "home_dir", type=click.Path(file_okay=False), envvar="DEBUGSIM_HOME",
+              help="The debugsim home: your key and progress (default ~/.debugsim).")
+def cli(home_dir) -> None:
     """debugsim: debug real (tiny) training failures, then prove your fix by re-running.
 
-    Start with `debugsim list`, then `debugsim play nan_loss`.
+    Start with `debugsim list`, then `debugsim play` (it picks the next unsolved scenario).
     """
+    if home_dir:
+        os.environ["DEBUGSIM_HOME"] = str(home_dir)
 
 
 @cli.command("list")
@@ -89,13 +93,16 @@ def list_command(as_json: bool) -> None:
     """List the scenarios."""
     from .sim import registry
     scenarios = registry.all_scenarios()
+    with usage_errors():
+        solved = {k: len(v) for k, v in app.solved_causes().items()}
     if as_json:
-        emit_json([{"id": s.id, "title": s.title, "difficulty": s.difficulty,
-                    "tags": list(s.tags), "causes": len(s.causes)} for s in scenarios])
-        return
-    click.echo(f"{'id':<22} {'difficulty':<10} {'causes':>6}  title")
+        return emit_json([{"id": s.id, "title": s.title, "difficulty": s.difficulty,
+                           "tags": list(s.tags), "causes": len(s.causes),
+                           "solved_causes": solved.get(s.id, 0)} for s in scenarios])
+    click.echo(f"{'id':<22} {'difficulty':<10} {'causes':>6} {'solved':>6}  title")
     for s in scenarios:
-        click.echo(f"{s.id:<22} {s.difficulty:<10} {len(s.causes):>6}  {s.title}")
+        click.echo(f"{s.id:<22} {s.difficulty:<10} {len(s.causes):>6} "
+                   f"{solved.get(s.id, 0):>4}/{len(s.causes)}  {s.title}")
 
 
 @cli.command("show")
@@ -165,24 +172,100 @@ def check_command(scenario_id, seed, cause, fixes, sets, as_json) -> None:
     sys.exit(0 if verdict.passed else 1)
 
 
-@cli.command("play")
-@click.argument("scenario_id")
-@click.option("--seed", type=SEED, help="Seed (default: random, printed).")
-@click.option("--probe", "probe_lines", multiple=True, help="Run these probes, no prompt.")
-@click.option("--cause", help="Your answer for the cause (skips the prompt).")
-@click.option("--fix", "fixes", multiple=True, help="Your fix (skips the prompt).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Free-form setting.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Artifacts folder.")
-def play_command(scenario_id, seed, probe_lines, cause, fixes, sets, out) -> None:
-    """Play a scenario: read the story, investigate, name the cause, fix it, see the re-run."""
+PLAY_OPTIONS = [
+    click.option("--seed", type=SEED, help="Seed (default: random, printed)."),
+    click.option("--probe", "probe_lines", multiple=True, help="Run these probes, no prompt."),
+    click.option("--cause", help="Your answer for the cause (skips the prompt)."),
+    click.option("--fix", "fixes", multiple=True, help="Your fix (skips the prompt)."),
+    click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Free-form setting."),
+    click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                 help="Artifacts folder.")]
+
+
+def play_options(command):
+    for option in reversed(PLAY_OPTIONS):
+        command = option(command)
+    return command
+
+
+def play_and_exit(incident, out, timed, probe_lines, cause, fixes, sets) -> None:
+    """Play an incident (validated answers first) and exit 0 if the answer passed, else 1."""
     from .sim.play import play
-    with usage_errors():
-        incident = app.incident(scenario_id, app.pick_seed(seed))
-        app.validate_answer(incident, cause, fixes, sets)
-        out = out or app.default_out(incident)
-        with on_interrupt(f"partial output in {out}/"):
-            verdict = play(incident, out, click.echo, ask, probe_lines, cause, fixes, sets)
+    app.validate_answer(incident, cause, fixes, sets)
+    out = out or app.default_out(incident)
+    with on_interrupt(f"partial output in {out}/"):
+        verdict = play(incident, out, click.echo, ask, probe_lines, cause, fixes, sets,
+                       app.attempt(timed))
     sys.exit(0 if verdict.passed else 1)
+
+
+@cli.command("play")
+@click.argument("scenario_id", required=False)
+@play_options
+@click.option("--timed", metavar="TIME", help="Interview drill: a time limit (15m, 90s) with "
+              "a countdown, then a rubric.")
+def play_command(scenario_id, seed, probe_lines, cause, fixes, sets, out, timed) -> None:
+    """Play a scenario: read the story, investigate, name the cause, fix it, see the re-run.
+
+    Without SCENARIO_ID, continue with the next unsolved scenario."""
+    with usage_errors():
+        if scenario_id is None:
+            scenario_id, seed = app.next_to_play(seed)
+            click.echo(f"Next unsolved: {scenario_id}, seed {seed}")
+        incident = app.incident(scenario_id, app.pick_seed(seed))
+        play_and_exit(incident, out, timed, probe_lines, cause, fixes, sets)
+
+
+@cli.command("drill")
+@click.option("--timed", metavar="TIME", default="15m", show_default=True,
+              help="The time limit (15m, 90s, 1h).")
+@click.option("--tags", help="Only scenarios with one of these tags (comma-separated).")
+@play_options
+def drill_command(timed, tags, seed, probe_lines, cause, fixes, sets, out) -> None:
+    """Interview drill on a random scenario: a countdown, then an interviewer's rubric."""
+    with usage_errors():
+        incident = app.incident(app.random_scenario(tags), app.pick_seed(seed))
+        play_and_exit(incident, out, timed, probe_lines, cause, fixes, sets)
+
+
+@cli.command("hint")
+@click.argument("scenario_id")
+@click.option("--seed", type=SEED, required=True)
+def hint_command(scenario_id, seed) -> None:
+    """The next staged hint for your incident: which probe, what to look for, the cause.
+    Each hint is recorded and costs points."""
+    from .sim.hints import lines
+    with usage_errors():
+        click.echo("\n".join(lines(*app.hint(scenario_id, seed))))
+
+
+@cli.command("progress")
+@click.argument("scenario_id", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def progress_command(scenario_id, as_json) -> None:
+    """Your progress per scenario and cause: attempts, probes, hints, reveals, solved, score."""
+    from .sim.progress import table_lines
+    with usage_errors():
+        found = app.progress(scenario_id)
+    if as_json:
+        return emit_json([row.to_dict() for row in found])
+    click.echo("\n".join(table_lines(found)))
+
+
+@cli.command("reset")
+@click.argument("scenario_id", required=False)
+@click.option("--yes", is_flag=True, help="Do not ask first.")
+def reset_command(scenario_id, yes) -> None:
+    """Forget your progress (of one scenario, or all of it)."""
+    with usage_errors():
+        what = app.scenario(scenario_id).id if scenario_id else "all scenarios"
+        if not yes and not _yes(ask(f"Forget your progress on {what}? [y/N]")):
+            return click.echo("Nothing changed.")
+        click.echo(f"Forgot {app.reset(scenario_id)} recorded events ({what}).")
+
+
+def _yes(answer: str | None) -> bool:
+    return (answer or "").strip().lower() in ("y", "yes")
 
 
 @cli.command("reveal")
@@ -198,6 +281,61 @@ def reveal_command(scenario_id, seed, as_json) -> None:
     click.echo(f"{shown['scenario']}, seed {seed}: {shown['title']} ({shown['cause']})\n")
     click.echo(f"{shown['explanation']}\nThe tell: {shown['tell']}.")
     click.echo(f"Resolved by: {', '.join(shown['resolved_by'])}\n\n{shown['debrief']}")
+
+
+QUIZ_RESULTS = click.option("--results", type=click.Path(dir_okay=False, path_type=Path),
+                            help="Where to write the results (JSON).")
+
+
+@cli.group("quiz", invoke_without_command=True)
+@click.option("--count", type=click.IntRange(1, 100), default=5, show_default=True)
+@click.option("--tags", help="Only scenarios with one of these tags (comma-separated).")
+@click.option("--difficulty", help="Only these difficulties (easy, medium, hard; commas).")
+@click.option("--seed", type=SEED, help="Seed of the draw (default: random, printed).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the plots and results (default debugsim-quiz/seed-N).")
+@QUIZ_RESULTS
+@click.pass_context
+def quiz_group(ctx, count, tags, difficulty, seed, out, results) -> None:
+    """A self-checking diagnosis quiz: incidents simulated now, multiple choice, explained.
+
+    `quiz make` writes a pack to take later (offline, instant); `quiz take DIR` takes one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .sim.quiz import result_lines
+    with usage_errors():
+        taken, path = app.quiz(count, tags, difficulty, seed, out, click.echo, ask, results)
+    click.echo("\n".join(result_lines(taken)) + f"\nResults: {path}")
+
+
+@quiz_group.command("make")
+@click.option("--count", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md",
+              show_default=True)
+@click.option("--key-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the answer key here (instructors; outside the pack).")
+@click.option("--tags", help="Only scenarios with one of these tags (comma-separated).")
+@click.option("--difficulty", help="Only these difficulties (easy, medium, hard; commas).")
+@click.option("--seed", type=SEED, help="Seed of the draw of scenarios.")
+def quiz_make_command(count, out, fmt, key_out, tags, difficulty, seed) -> None:
+    """Make a quiz pack: incidents simulated now, answers sealed, taken later offline."""
+    with usage_errors():
+        written = app.make_quiz_pack(count, tags, difficulty, seed, out, fmt, key_out,
+                                     click.echo)
+    click.echo(f"Quiz pack: {out}/ ({len(written)} files); take it with "
+               f"`debugsim quiz take {out}`" + (f"; answer key: {key_out}" if key_out else ""))
+
+
+@quiz_group.command("take")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@QUIZ_RESULTS
+def quiz_take_command(folder, results) -> None:
+    """Take a quiz pack offline (your first answer to each part counts)."""
+    from .sim.quiz import result_lines
+    with usage_errors():
+        taken, path = app.take_quiz_pack(folder, click.echo, ask, results)
+    click.echo("\n".join(result_lines(taken)) + f"\nResults: {path}")
 
 
 @cli.group("dev")
@@ -244,7 +382,11 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 def main() -> None:
     """Entry point: click's own usage errors are shortened to one line, like ours."""
     try:
-        cli.main(prog_name="debugsim", standalone_mode=False)
+        try:
+            cli.main(prog_name="debugsim", standalone_mode=False)
+        finally:                          # e.g. a corrupt record set aside: say so, once
+            for notice in app.home.notices:
+                click.echo(f"note: {notice}", err=True)
     except _NO_ARGS_IS_HELP as error:                     # plain `debugsim`: show the help
         click.echo(error.ctx.get_help())
     except click.UsageError as error:

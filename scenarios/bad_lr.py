@@ -36,7 +36,9 @@ SCENARIO = Scenario(
                  "grad norm than at step 0; the weights' norm grows ~60x; the LR range test's "
                  "loss bottoms out at lr 0.11-0.15, below this lr",
             changes=(OPTIMIZER_CODE,),
-            signal=Tell("plot loss", loss_spikes(2.0, within=15))),
+            signal=Tell("plot loss", loss_spikes(2.0, within=15)),
+            hints=('Plot the loss (plot loss) and look closely at the first 15 steps; the LR range test (lrfind) is worth a look too.',
+                   "Does the loss jump far above where it started before settling, and does the range test's loss bottom out at an lr below the one the log's lr column shows?")),
         Cause(
             id="lr_too_low",
             title="The learning rate is too low",
@@ -56,7 +58,9 @@ SCENARIO = Scenario(
                  "the weights' norm only triples; update/param about 3x below a healthy run's in "
                  "the first steps; the LR range test suggests an lr 4-40x larger",
             changes=(OPTIMIZER_CODE,),
-            signal=Tell("plot loss", loss_never_rises(0.05))),
+            signal=Tell("plot loss", loss_never_rises(0.05)),
+            hints=('Plot the loss (plot loss) from start to end, and compare with what the LR range test (lrfind) suggests.',
+                   'Does the loss ever go up from one step to the next, or does it creep down smoothly and end barely under the word-frequency level? Where does the range test say the loss falls fastest?')),
     ),
     fixes=(
         Fix("lr_down_10x", "Divide the learning rate by 10", scale={"lr": 0.1}),

@@ -46,7 +46,9 @@ SCENARIO = Scenario(
                  "and loss climb for several steps before the first NaN",
             changes=(WARMUP.log, SCHEDULER_CODE),
             signal=Tell("table (the lr column), plot grad_norm",
-                        all_of(lr_climbs_past_config(5), grad_norm_climbs_before_nonfinite(10)))),
+                        all_of(lr_climbs_past_config(5), grad_norm_climbs_before_nonfinite(10))),
+            hints=('Read the log table (table) with its lr column, then plot grad_norm.',
+                   'Compare the lr in the log with the lr in config.json, and check whether grad_norm and loss grow for several steps before the first NaN.')),
         Cause(
             id="empty_label_division",
             title="The loss divides by the number of supervised tokens without a guard",
@@ -59,7 +61,9 @@ SCENARIO = Scenario(
             tell="isolated NaN steps with a healthy loss around them; the batch at that step "
                  "has zero supervised tokens",
             changes=(GROUPING.log, LOSS_CODE),
-            signal=Tell("table, then batch STEP", isolated_nonfinite)),
+            signal=Tell("table, then batch STEP", isolated_nonfinite),
+            hints=('Find the NaN steps in the log table (table), then inspect the batch of one of them (batch STEP).',
+                   "Are the steps around each NaN healthy? In a NaN step's batch, count the tokens that carry a label.")),
         Cause(
             id="fully_masked_row",
             title="Some attention rows mask every key, so softmax sees only -inf",
@@ -75,7 +79,9 @@ SCENARIO = Scenario(
                  "step after, with no growth before it; anomaly detection points at softmax; the "
                  "batch shows left padding",
             changes=(COLLATOR.log, MASKING_CODE),
-            signal=Tell("table 0 3", nonfinite_throughout_from(2))),
+            signal=Tell("table 0 3", nonfinite_throughout_from(2)),
+            hints=('Look at the first few steps of the log table (table 0 3), then the batch at step 0 (batch 0) and the anomaly probe.',
+                   'When does the first NaN appear, and does anything grow before it? Which side of each row is the padding on, and which op does the anomaly report name?')),
     ),
     fixes=(
         Fix("fix_scheduler", "Make the warmup ramp up to the configured lr, then hold it",

@@ -38,7 +38,9 @@ SCENARIO = Scenario(
             tell="out of memory at step 0 during the forward pass; activations dominate the "
                  "breakdown; the batch at step 0 has 64 sequences where the config says 16",
             changes=(LOADER_CODE,),
-            signal=Tell("memory", out_of_memory_at_step(0))),
+            signal=Tell("memory", out_of_memory_at_step(0)),
+            hints=('Run the memory probe, then look at the batch at step 0 (batch 0).',
+                   'At which step does it run out, which category dominates there, and how many sequences does the batch hold next to the batch size in the config?')),
         Cause(
             id="kept_graph",
             title="A logged metric keeps its autograd graph alive across steps",
@@ -51,7 +53,9 @@ SCENARIO = Scenario(
             tell="memory in use at the end of each step climbs steadily; the out-of-memory "
                  "comes after a dozen healthy steps",
             changes=(METRIC_CODE,),
-            signal=Tell("plot mem_mib", memory_climbs(0.02))),
+            signal=Tell("plot mem_mib", memory_climbs(0.02)),
+            hints=('Plot the memory in use after each step (plot mem_mib).',
+                   'Is memory flat from one step to the next, or does it rise a little every step until the crash?')),
         Cause(
             id="eval_with_grad",
             title="Evaluation runs with autograd enabled",
@@ -64,7 +68,9 @@ SCENARIO = Scenario(
             tell="training steps are flat and well under budget; the crash is at the first "
                  "evaluation step",
             changes=(EVAL_CODE,),
-            signal=Tell("plot mem_mib", out_of_memory_after_flat_steps(3))),
+            signal=Tell("plot mem_mib", out_of_memory_after_flat_steps(3)),
+            hints=('Plot the memory in use after each step (plot mem_mib) and find the step the run died at in the log table (table).',
+                   'Were the training steps flat and under the budget? What does the run do at the step it died that it does not do at the steps before?')),
     ),
     fixes=(
         Fix("micro_batch", "Micro-batches of 16 with 4 accumulation steps (same 64 per step)",

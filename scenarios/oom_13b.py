@@ -30,7 +30,9 @@ SCENARIO = Scenario(
             tell="the breakdown is dominated by optimizer states (104 GB) and master weights "
                  "(52 GB); activations are a rounding error",
             changes=("Switched the training method in the job config",),
-            signal=Tell("plan", dominant_category("optimizer_states"))),
+            signal=Tell("plan", dominant_category("optimizer_states")),
+            hints=('Run the plan probe: the memory per GPU, category by category.',
+                   'Which category is the largest? Ask whether it grows with the number of parameters being trained or with micro-batch x sequence length.')),
         Cause(
             id="unchecked_activations",
             title="Activations: a long sequence and a big micro-batch with checkpointing off",
@@ -46,7 +48,9 @@ SCENARIO = Scenario(
                  "under a third of the card",
             changes=("Moved to the long-context data (4096 tokens)",
                      "Switched the training method in the job config"),
-            signal=Tell("plan", dominant_category("activations"))),
+            signal=Tell("plan", dominant_category("activations")),
+            hints=('Run the plan probe: the memory per GPU, category by category.',
+                   'Which category is the largest, and would it shrink if the micro-batch or the sequence got shorter? How big are the model states next to it?')),
     ),
     fixes=(
         Fix("lora", "Train LoRA adapters (r=16 on q,v) on a frozen bf16 base", config={"method": "lora"}),

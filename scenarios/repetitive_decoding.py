@@ -49,7 +49,9 @@ SCENARIO = Scenario(
                  "varied and just as grammatical; KV cache on or off makes no difference",
             changes=(DECODING_CODE,),
             signal=Tell("table, samples", all_of(summary_at_most("final_loss", 1.45),
-                                                 summary_at_least("valid_rate", 0.95)))),
+                                                 summary_at_least("valid_rate", 0.95))),
+            hints=('Read the end of the log table (table) for the loss, then compare samples with samples decode=sample.',
+                   'Is the loss low, and are the loops grammatical? Does sampled text come out varied and grammatical, and does kv_cache=false change anything?')),
         Cause(
             id="undertrained",
             title="The model is undertrained: training stopped far too early",
@@ -67,7 +69,9 @@ SCENARIO = Scenario(
             tell="loss curve ends far above the floor; sampled or n-gram-blocked text breaks the "
                  "grammar; many prompts end in the same short loop",
             changes=(EXPORT_CODE,),
-            signal=Tell("plot loss", summary_at_least("final_loss", 1.6))),
+            signal=Tell("plot loss", summary_at_least("final_loss", 1.6)),
+            hints=('Plot the loss (plot loss), then read a few samples with sampling on (samples decode=sample).',
+                   'Does the loss end near the floor or far above it? Is sampled text grammatical, and do many prompts fall into the same loop?')),
         Cause(
             id="stale_kv_cache",
             title="Decoding bug: the KV cache never stores the generated tokens",
@@ -83,7 +87,9 @@ SCENARIO = Scenario(
             tell="low loss, yet greedy text with kv_cache=false differs from text with the "
                  "cache, and only the cached text loops; sampled text is ungrammatical",
             changes=(DECODING_CODE,),
-            signal=Tell("samples kv_cache=false", kv_cache_changes_text)),
+            signal=Tell("samples kv_cache=false", kv_cache_changes_text),
+            hints=('Compare samples with samples kv_cache=false.',
+                   'With a low loss, does turning the cache off change the greedy text, and which of the two loops?')),
     ),
     fixes=(
         Fix("sample", "Sample instead of greedy, temperature 0.8",

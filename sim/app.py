@@ -258,11 +258,81 @@ def check(scenario_or_id, seed: int, named_cause: str, fixes: Sequence[str] = ()
     return verdict
 
 
-def record_attempt(verdict) -> None:
+def record_attempt(verdict, attempt=None):
+    """Score the attempt (its probes, the incident's hints so far) and record it in the
+    debugsim home; returns the Score."""
+    from .hints import taken
+    from .score import score
+    probes_used = list(attempt.probes) if attempt else []
     with user_errors():
+        hints_taken = taken(verdict.scenario_id, verdict.seed)
+        scored = score(verdict, len(probes_used), hints_taken)
         home.record_event("attempt", scenario=verdict.scenario_id, seed=verdict.seed,
+                          cause=verdict.before.cause_id, named_cause=verdict.named_cause,
                           cause_correct=verdict.cause_correct, fix_verdict=verdict.fix_verdict,
-                          passed=verdict.passed)
+                          passed=verdict.passed, probes=probes_used, hints=hints_taken,
+                          score=scored.points,
+                          seconds=round(attempt.elapsed(), 1) if attempt else None)
+    return scored
+
+
+def hint(incident_or_id, seed: int | None = None, key: str | None = None) -> tuple[int, str]:
+    """The next staged hint for an incident (recorded; it costs score)."""
+    from . import hints
+    prepared = incident_or_id if isinstance(incident_or_id, Prepared) else \
+        incident(incident_or_id, check_seed(seed), key=key)
+    with user_errors():
+        return hints.next_hint(prepared)
+
+
+def progress(scenario_id: str | None = None) -> list:
+    """The learner's progress rows (per scenario and known cause)."""
+    from . import progress as learner_progress
+    if scenario_id is not None:
+        scenario_id = scenario(scenario_id).id
+    with user_errors():
+        return learner_progress.rows(scenario_id)
+
+
+def reset(scenario_id: str | None = None) -> int:
+    """Forget the learner's record (of one scenario); returns how many events were dropped."""
+    if scenario_id is not None:
+        scenario_id = scenario(scenario_id).id
+    with user_errors():
+        return home.forget_events(scenario_id)
+
+
+def next_to_play(seed: int | None = None) -> tuple[str, int]:
+    """The next unsolved scenario, and the seed to play: `seed` if given, else an unfinished
+    incident's, else a new one."""
+    from . import progress as learner_progress
+    with user_errors():
+        scenario_id, unfinished = learner_progress.next_unsolved()
+    return scenario_id, pick_seed(seed if seed is not None else unfinished)
+
+
+def random_scenario(tags: str | None = None) -> str:
+    """A scenario drawn at random (with one of these comma-separated tags)."""
+    wanted = {t.strip() for t in (tags or "").split(",") if t.strip()}
+    pool = [s for s in scenarios() if not wanted or wanted & set(s.tags)]
+    if not pool:
+        known = sorted({t for s in scenarios() for t in s.tags})
+        raise UsageError(f"no scenario has the tags {', '.join(sorted(wanted))}; "
+                         f"tags: {', '.join(known)}")
+    return secrets.choice(pool).id
+
+
+def attempt(timed: str | None = None):
+    """A fresh attempt, with a time limit ('15m', '90s') for the drill."""
+    from .attempt import Attempt, parse_duration
+    with user_errors():
+        return Attempt(limit_s=parse_duration(timed) if timed else None)
+
+
+def solved_causes() -> dict[str, set[str]]:
+    from . import progress as learner_progress
+    with user_errors():
+        return learner_progress.solved_causes()
 
 
 def reveal(scenario_or_id, seed: int, key: str | None = None) -> dict:
@@ -271,8 +341,71 @@ def reveal(scenario_or_id, seed: int, key: str | None = None) -> dict:
     prepared = incident(scenario_or_id, seed, key=key)
     spec, cause = prepared.scenario, prepared.scenario.cause(prepared.cause_id)
     with user_errors():
-        home.record_event("reveal", scenario=spec.id, seed=seed)
+        home.record_event("reveal", scenario=spec.id, seed=seed, cause=cause.id)
     return {"scenario": spec.id, "seed": seed, "cause": cause.id, "title": cause.title,
             "explanation": cause.explanation, "tell": cause.tell,
             "resolved_by": list(spec.resolves.get(cause.id, ())),
             "interview_question": spec.interview_question, "debrief": spec.debrief}
+
+
+QUIZ_DIR = Path("debugsim-quiz")
+
+
+@contextlib.contextmanager
+def quiz_errors() -> Iterator[None]:
+    from .quiz import QuizError
+    try:
+        with user_errors():
+            yield
+    except QuizError as error:
+        raise UsageError(str(error)) from None
+
+
+def quiz(count: int, tags: str | None, difficulty: str | None, seed: int | None,
+         out: Path | None, say, ask, results: Path | None = None) -> tuple[dict, Path]:
+    """A quiz simulated now and taken at once (interactive or piped); returns the results
+    and the results file."""
+    import random
+    from . import quiz as quizzes
+    seed = pick_seed(seed)
+    out = Path(out or QUIZ_DIR / f"seed-{seed}")
+    with quiz_errors():
+        picks = quizzes.pick(count, tags, difficulty, seed)
+        say(f"Quiz of {count} question(s), seed {seed}. Simulating the incidents first:")
+        drawn = [incident(s, n, key=quizzes.quiz_key(seed)) for s, n in picks]
+        questions, _ = quizzes.simulate(drawn, out, say, random.Random(seed), changes)
+        taken = quizzes.take(questions, say, ask)
+    return taken, quizzes.write_results(taken, results or out / "results.json")
+
+
+def make_quiz_pack(count: int, tags: str | None, difficulty: str | None, seed: int | None,
+                   out: Path, fmt: str = "md", key_out: Path | None = None, say=print
+                   ) -> list[Path]:
+    """Simulate a quiz now and write it as a pack to take later (`take_quiz_pack`). The
+    incidents' key is random and stays out of the pack (it goes to `key_out`)."""
+    import random
+    import tempfile
+    from . import quiz as quizzes, quizpack
+    out = Path(out)
+    if (out / "pack.json").exists():
+        raise UsageError(f"{out} already holds a quiz pack; choose another --out")
+    if fmt not in ("md", "html"):
+        raise UsageError(f"unknown format '{fmt}'; choose md or html")
+    key = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory() as scratch, quiz_errors():
+        picks = quizzes.pick(count, tags, difficulty, pick_seed(seed))
+        drawn = [incident(s, n, key=key) for s, n in picks]
+        questions, answers = quizzes.simulate(drawn, Path(scratch), say, random.SystemRandom(),
+                                              changes)
+        return quizpack.make(questions, answers, out, fmt, key, key_out)
+
+
+def take_quiz_pack(folder: Path, say, ask, results: Path | None = None) -> tuple[dict, Path]:
+    """Take a pack offline: no training, the chosen options unseal their feedback."""
+    from . import quiz as quizzes, quizpack
+    folder = Path(folder)
+    with quiz_errors():
+        questions = quizpack.load(folder)
+        taken = quizzes.take(questions, say, ask)
+    default = folder.resolve().parent / f"{folder.resolve().name}-results.json"
+    return taken, quizzes.write_results(taken, results or default)

@@ -3,7 +3,12 @@
 The home is `$DEBUGSIM_HOME`, else `~/.debugsim`. The key is created on first use and never
 printed by learner commands; `$DEBUGSIM_KEY` overrides it (an instructor's class key makes a
 class's incidents). The record is one small versioned JSON file, rewritten whole and atomically
-on every change; a corrupt or newer file is reported and set aside, never silently overwritten.
+on every change; a corrupt file is reported and set aside, a newer one reported and left alone:
+never silently overwritten. Events: "attempt", "reveal", "hint" (see `sim/progress.py`, which
+derives a learner's progress from them).
+
+Format 2 (hints, and the hidden cause, probes, score and time on attempts) reads format 1
+files: their events gain `"cause": null`, which progress fills in from the learner's key.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from pathlib import Path
 
 from .files import write_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KEY_ENV, HOME_ENV = "DEBUGSIM_KEY", "DEBUGSIM_HOME"
 
 
@@ -63,9 +68,18 @@ def load_record() -> dict:
         kept = _set_aside(path)
         notices.append(f"{path} was corrupt; kept it as {kept.name} and started afresh")
         return {"format_version": FORMAT_VERSION, "events": []}
-    if version > FORMAT_VERSION:
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise HomeError(f"{path} was written by a newer debugsim (format {version}); "
                         "upgrade debugsim or move the file away")
+    return _migrate(record)
+
+
+def _migrate(record: dict) -> dict:
+    """An older record in the current format (in memory; written back on the next change)."""
+    if record["format_version"] < 2:              # 1 -> 2: attempts and reveals name no cause
+        for event in record["events"]:
+            event.setdefault("cause", None)
+    record["format_version"] = FORMAT_VERSION
     return record
 
 
@@ -79,6 +93,20 @@ def record_event(kind: str, **fields) -> None:
     """Append one event (attempt, reveal, ...) to the record, rewriting it whole."""
     record = load_record()
     record["events"].append({"kind": kind, "time": round(time.time(), 3), **fields})
+    _write(record)
+
+
+def forget_events(scenario: str | None = None) -> int:
+    """Drop the events of one scenario (all when None); returns how many were dropped."""
+    record = load_record()
+    kept = [e for e in record["events"] if scenario is not None and e.get("scenario") != scenario]
+    dropped = len(record["events"]) - len(kept)
+    record["events"] = kept
+    _write(record)
+    return dropped
+
+
+def _write(record: dict) -> None:
     path = _record_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(record, indent=1) + "\n")

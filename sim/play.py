@@ -6,6 +6,10 @@ fixes, settings): then there is one attempt. Interactively, a typo asks again, C
 probe prompt asks before quitting, and an answer that does not pass may be tried again (each
 attempt is recorded). The debrief names the cause: after a pass, or when the learner stops
 trying — then it is recorded as a reveal, seen but not solved.
+
+`hint` at the probe prompt gives the next staged hint (recorded; it costs score). Each graded
+attempt is scored (`sim/score.py`) with the reason for every lost point. A timed attempt (the
+interview drill) shows the time left at every prompt and ends with the drill's rubric.
 """
 from __future__ import annotations
 
@@ -13,19 +17,25 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import app, home
+from .attempt import Attempt
 from .engines.base import Prepared
-from .session import parse_cause_answer, parse_fix_answer, run_probe
+from .session import is_probe, parse_cause_answer, parse_fix_answer, run_probe
 
 Say = Callable[[str], None]
 Ask = Callable[[str], "str | None"]          # None: the input ended; may raise KeyboardInterrupt
 
 
 def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequence[str] = (),
-         cause_answer: str | None = None, fix_ids: Sequence[str] = (), settings=None):
-    """Play one incident to its final verdict; returns it."""
+         cause_answer: str | None = None, fix_ids: Sequence[str] = (), settings=None,
+         attempt: Attempt | None = None):
+    """Play one incident to its final verdict; returns it. `attempt` (e.g. with a time limit)
+    collects the probes and the time; a timed one ends with the drill's rubric."""
     scenario, engine = incident.scenario, incident.engine
     sets = app.parse_settings(scenario, settings)
     interactive = cause_answer is None and not probe_lines
+    attempt = attempt or Attempt()
+    plain_ask = ask
+    ask = _timed(ask, attempt)
     say(f"=== {scenario.title} ({scenario.id}, seed {incident.seed}) ===\n")
     say(scenario.story + "\n")
     say("\n".join(app.changes(incident)) + "\n")
@@ -36,39 +46,63 @@ def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequenc
 
     def probe(line: str) -> str:          # probes draw too: the plots come first
         finish_drawing()
-        return run_probe(line, before, out / "plots")
+        return _probe_or_hint(line, incident, before, out / "plots", attempt)
 
     try:
         for line in probe_lines:
             say(f"probe> {line}\n{probe(line)}")
         while True:
             if interactive:
-                _investigate(probe, say, ask)
+                _investigate(incident, before, probe, say, ask, attempt)
             named = cause_answer or _ask_cause(scenario, say, ask)
             chosen = (list(fix_ids), sets) if (fix_ids or sets) else _ask_fix(incident, say, ask)
             finish_drawing()
-            verdict = _grade(incident, named, chosen, before, out, say)
+            verdict = _grade(incident, named, chosen, before, out, say, attempt)
             if verdict.passed or not interactive or not _yes(ask("Try again? [y/N]>")):
                 break
     finally:
         finish_drawing()
+    if attempt.limit_s is not None:
+        from .drill import rubric_lines
+        justification = _required(plain_ask("In one line, why is it this cause?>"))
+        say("\n" + "\n".join(rubric_lines(incident, verdict, attempt, justification)) + "\n")
     _debrief(incident, verdict, say)
     return verdict
 
 
-def _investigate(probe: Callable[[str], str], say: Say, ask: Ask) -> None:
-    say("Investigate with probes; 'help' lists them, an empty line moves on.")
-    while True:
-        try:
-            line = ask("probe>")
-        except KeyboardInterrupt:
-            say("")
-            if _yes(ask("Quit this incident? [y/N]>")):
-                raise
-            continue
-        if line is None or line.strip().lower() in ("", "done", "q", "quit"):
-            return
-        say(probe(line))
+def _timed(ask: Ask, attempt: Attempt) -> Ask:
+    """Prompts of a timed attempt start with the time left."""
+    return (lambda prompt: ask(attempt.countdown() + prompt)) if attempt.limit_s else ask
+
+
+def _probe_or_hint(line: str, incident: Prepared, before, plot_dir: Path,
+                   attempt: Attempt) -> str:
+    if line.strip().lower() == "hint":
+        from .hints import lines
+        return "\n".join(lines(*app.hint(incident)))
+    if is_probe(line, incident.scenario):
+        attempt.probes.append(" ".join(line.split()))
+    return run_probe(line, before, plot_dir)
+
+
+def _investigate(incident: Prepared, before, probe: Callable[[str], str], say: Say, ask: Ask,
+                 attempt: Attempt) -> None:
+    from .prompt import completion
+    say("Investigate with probes; 'help' lists them, 'hint' gives a hint (it costs points), "
+        "an empty line moves on.")
+    with completion(incident.scenario, before):
+        while not attempt.over_time():
+            try:
+                line = ask("probe>")
+            except KeyboardInterrupt:
+                say("")
+                if _yes(ask("Quit this incident? [y/N]>")):
+                    raise
+                continue
+            if line is None or line.strip().lower() in ("", "done", "q", "quit"):
+                return
+            say(probe(line))
+    say("Time is up: name the cause and the fix now.")
 
 
 def _ask_cause(scenario, say: Say, ask: Ask) -> str:
@@ -101,18 +135,20 @@ def _ask_fix(incident: Prepared, say: Say, ask: Ask):
         say("  (a fix or a setting, please)")
 
 
-def _grade(incident: Prepared, named: str, chosen, before, out: Path, say: Say):
+def _grade(incident: Prepared, named: str, chosen, before, out: Path, say: Say,
+           attempt: Attempt):
     from .report import verdict_lines
     engine = incident.engine
     say("\n" + engine.rerunning)
     verdict = app.grade(incident, named, *chosen, before=before, after_dir=out / "rerun",
                         live=True)
-    app.record_attempt(verdict)
+    scored = app.record_attempt(verdict, attempt)
     evidence = engine.evidence_plot(before, verdict.after, out / "plots")
     say("\n".join(verdict_lines(verdict)))
     for line in engine.verdict_notes(verdict):
         say(line)
-    say(f"Evidence: {evidence}\n")
+    say(f"Evidence: {evidence}")
+    say("\n".join(scored.lines()) + "\n")
     return verdict
 
 
@@ -120,7 +156,8 @@ def _debrief(incident: Prepared, verdict, say: Say) -> None:
     scenario = incident.scenario
     if not verdict.passed:
         with app.user_errors():
-            home.record_event("reveal", scenario=scenario.id, seed=incident.seed)
+            home.record_event("reveal", scenario=scenario.id, seed=incident.seed,
+                              cause=incident.cause_id)
     cause = scenario.cause(incident.cause_id)
     say(f"Debrief — {scenario.interview_question}\n")
     say(f"The cause: {cause.title}.")

@@ -38,6 +38,8 @@ class Cause:
     tell: str               # the signal that gives it away
     changes: tuple[str, ...] = ()   # its lines in the change log, worded like the decoys
     signal: Any = None      # a `sim.tells.Tell`: the tell as a test, checked over seeds and keys
+    hints: tuple[str, ...] = ()     # staged hints: which probe to look at, then what to look for
+                                    # (never naming the cause; the third hint names it)
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,24 @@ def help_text(scenario: Scenario) -> str:
     for probe in available:
         lines += textwrap.wrap(f"{probe.USAGE:<{width}}{probe.HELP}", 96, initial_indent="  ",
                                subsequent_indent=" " * (width + 2))
+    lines.append(f"  {'hint':<{width}}a staged hint: which probe, what to look for, the cause "
+                 "(each costs points)")
     lines.append(f"  {'help':<{width}}this list")
     return "\n".join(lines)
 
 
 def probe_words(scenario: Scenario) -> list[str]:
     """Every word the prompt accepts as a probe name (for suggestions and completion)."""
-    words = ["help"]
+    words = ["help", "hint"]
     for probe in probes.for_scenario(scenario):
         words += [probe.NAME, *getattr(probe, "ALIASES", ())]
     return words
+
+
+def is_probe(line: str, scenario: Scenario) -> bool:
+    """Whether the line names one of this scenario's probes (what counts as a probe used)."""
+    words = line.split()
+    return bool(words) and probes.find(words[0], scenario) is not None
 
 
 def run_probe(line: str, result: RunResult, plot_dir: Path) -> str:
