@@ -133,10 +133,8 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, no_plo
                 as_json) -> None:
     """Run a scenario non-interactively and write its artifacts."""
     with usage_errors():
-        seed = app.pick_seed(seed)
-        prepared = (app.injected(scenario_id, seed, cause, fixes, sets) if cause
-                    else app.incident(scenario_id, seed, fixes, sets))
-    out = out or app.default_out(prepared)
+        prepared = app.to_run(scenario_id, seed, cause, fixes, sets)
+    out, seed = out or app.default_out(prepared), prepared.seed
     if not as_json:
         click.echo("\n".join([f"{prepared.scenario.id}: seed {seed} -> {out}/",
                               *app.changes(prepared)]))

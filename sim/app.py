@@ -116,6 +116,16 @@ def injected(scenario_or_id, seed: int, cause: str, fixes: Sequence[str] = (), s
     return _build(drawn, fixes, settings)
 
 
+def to_run(scenario_or_id, seed: int | None, cause: str | None = None,
+           fixes: Sequence[str] = (), settings=None) -> Prepared:
+    """What `debugsim run` runs: the seed's incident (a random seed if None), or with `cause`
+    that cause injected into a fresh incident (instructors)."""
+    seed = pick_seed(seed)
+    if cause:
+        return injected(scenario_or_id, seed, cause, fixes, settings)
+    return incident(scenario_or_id, seed, fixes, settings)
+
+
 def with_fixes(prepared: Prepared, fixes: Sequence[str] = (), settings=None) -> Prepared:
     """The same incident with the learner's fixes and settings, checked against the scenario's
     envelope and for fixes that contradict each other (all before any run)."""
