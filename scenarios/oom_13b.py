@@ -60,7 +60,8 @@ SCENARIO = Scenario(
                 "The config says checkpointing: true, but the new launcher never calls\n"
                 "model.gradient_checkpointing_enable(), so each of the 40 layers keeps all of its\n"
                 "activations for the backward pass: about 7.7 MB per token for this model, some\n"
-                "16 GB at 2048 tokens. Checkpointing would keep only each layer's input (2 bytes x\n"
+                "16 GB at 2048 tokens (13 GB more with eager attention, which also keeps every\n"
+                "attention matrix). Checkpointing would keep only each layer's input (2 bytes x\n"
                 "5120 per token per layer) and recompute the rest, about 1 GB in all. The LoRA\n"
                 "part works (0.1% of the parameters train), so the model states are the 26 GB\n"
                 "frozen bf16 base and little else. Either change alone would have fit: the\n"
@@ -68,8 +69,9 @@ SCENARIO = Scenario(
                 "again does nothing, it already says so, and neither does a smaller micro-batch\n"
                 "(it is 1). QLoRA makes it fit by shrinking the frozen base to ~7 GB: a\n"
                 "workaround with a quality cost, and the next longer sequence fails again."),
-            tell="activations take over a third of the step's memory (~16 GB at 2048 tokens, "
-                 "where checkpointing keeps ~1 GB); only the adapters' ~0.1% of parameters train",
+            tell="activations take over a third of the step's memory (16 GB or more at 2048 "
+                 "tokens, where checkpointing keeps ~1 GB); only the adapters' ~0.1% of "
+                 "parameters train",
             changes=(LONGER_DATA, LAUNCHER_CODE),
             signal=Tell("plan", category_share_at_least("activations", 0.25))),
     ),
