@@ -84,11 +84,22 @@ def all_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
     return lambda run: all(test(run) for test in tests)
 
 
-def dominant_category(name: str) -> Callable[[RunResult], bool]:
-    """The memory plan's largest category (planner runs: what the `plan` probe shows)."""
+def category_share_at_least(name: str, share: float) -> Callable[[RunResult], bool]:
+    """One category holds at least `share` of the per-GPU memory (planner runs: the `plan`
+    probe's share column)."""
     def holds(run: RunResult) -> bool:
-        breakdown = getattr(run.detail, "gpu", None) or {}
-        return bool(breakdown) and max(breakdown, key=breakdown.get) == name
+        breakdown = run.summary.get("breakdown_gb") or {}
+        total = sum(breakdown.values())
+        return total > 0 and breakdown.get(name, 0) >= share * total
+    return holds
+
+
+def trainable_share_at_least(share: float) -> Callable[[RunResult], bool]:
+    """The model that trained has at least `share` of its parameters trainable (planner runs:
+    the `plan` probe's print_trainable_parameters line)."""
+    def holds(run: RunResult) -> bool:
+        trainable, everything = run.summary.get("trainable_params"), run.summary.get("all_params")
+        return bool(everything) and trainable is not None and trainable >= share * everything
     return holds
 
 

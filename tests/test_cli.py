@@ -58,7 +58,7 @@ def test_list_and_show():
     (["run", "oom_13b", "--seed", "0", "--set", "model=gtp2"],
      "unknown model 'gtp2'; did you mean 'gpt2'"),
     # ... and graded answers may not change the model at all
-    (["check", "oom_13b", "--seed", "0", "--cause", "full_finetune", "--set", "model=gpt2"],
+    (["check", "oom_13b", "--seed", "0", "--cause", "peft_config_dropped", "--set", "model=gpt2"],
      "changes the problem, not the fix"),
     (["run", "oom_13b", "--set", "gpu=abc"], "not a size"),
     # an unknown setting lists the valid ones, with a suggestion when one is close
@@ -179,27 +179,33 @@ def test_interrupted_run_leaves_valid_partial_metrics(tmp_path):
 
 
 def test_planner_scenario_is_graded_by_the_planner(tmp_path):
-    seed = _seed_with_cause("oom_13b", "full_finetune")
+    seed = _seed_with_cause("oom_13b", "peft_config_dropped")
     wrong = invoke("play", "oom_13b", "--seed", seed, "--out", tmp_path / "w",
                    input="memory\n\n1\ncheckpointing\n")
     assert wrong.exit_code == 1, wrong.output
-    # the job opens like a real one: its description and PyTorch's error, nothing that explains
+    # the job opens like a real one: its config and PyTorch's error, nothing that explains;
+    # the config asks for LoRA, whatever the launcher made of it
     opening = " ".join(wrong.output[:wrong.output.index("probe>")].split())   # unwrapped
-    assert "job: llama-2-13b" in opening and "full fine-tune" in opening
+    assert "job: llama-2-13b" in opening and "LoRA r=" in opening
+    assert "full fine-tune" not in opening
     assert "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate" in opening
     assert "GPU 0 has a total capacity of 40.00 GB of which" in opening
     for conclusion in ("optimizer_states", "dominated", "cheapest", "does not fit", "fits:"):
         assert conclusion not in opening
-    # the breakdown comes from the `memory` probe the learner asked for; checkpointing does not
-    # make full fine-tuning fit, and the verdict says by how much it is over
+    # the breakdown comes from the `memory` probe the learner asked for, with the numbers of
+    # what ran: every parameter trains. Asking for checkpointing in the config (it already
+    # does) changes nothing, and the verdict says by how much it is over
     assert "optimizer_states" in wrong.output and "NOT_RESOLVED" in wrong.output
+    assert "trainable params: 13,015,864,320 || all params: 13,015,864,320 || " \
+           "trainable%: 100.0000" in wrong.output
     assert "Your plan:" in wrong.output and "does not fit" in wrong.output
-    right = invoke("check", "oom_13b", "--seed", seed, "--cause", "full_finetune",
-                   "--set", "method=qlora", "--json")
+    right = invoke("check", "oom_13b", "--seed", seed, "--cause", "peft_config_dropped",
+                   "--fix", "pass_peft_config", "--json")
     assert right.exit_code == 0, right.output
     graded = json.loads(right.output)
     before, after = graded["before"]["summary"], graded["after"]["summary"]
     assert after["gpu_total_gb"] < 40 < before["gpu_total_gb"]
+    assert before["plan"] == after["plan"] and before["plan"].startswith("lora+ckpt")  # config
     assert before["oom"]["message"].startswith("torch.OutOfMemoryError: CUDA out of memory.")
     assert after["oom"] is None
     numbers = re.search(r"Tried to allocate ([\d.]+) (GB|MB)\. .* this process has ([\d.]+) GB",
@@ -212,7 +218,8 @@ def test_planner_scenario_is_graded_by_the_planner(tmp_path):
     assert not {"why", "cheapest_that_fit"} & set(json.loads((folder / "summary.json").read_text()))
     assert not {"why", "notes"} & set(json.loads((folder / "plan.json").read_text()))
     assert "cheapest" not in (folder / "summary.md").read_text()
-    bad = invoke("check", "oom_13b", "--seed", seed, "--cause", "full_finetune", "--set", "gpu=abc")
+    bad = invoke("check", "oom_13b", "--seed", seed, "--cause", "peft_config_dropped",
+                 "--set", "gpu=abc")
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
 
 
@@ -280,7 +287,7 @@ def test_a_seed_out_of_range_is_rejected_before_anything_runs(tmp_path):
         with pytest.raises(app.UsageError, match="must be a whole number from 0 to 4294967295"):
             app.simulate("nan_loss", seed)
     with pytest.raises(app.UsageError):
-        app.check("oom_13b", 2**32, "full_finetune", ["lora"])
+        app.check("oom_13b", 2**32, "peft_config_dropped", ["pass_peft_config"])
     with pytest.raises(app.UsageError):
         app.incident("nan_loss", -5)
 

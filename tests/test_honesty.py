@@ -136,10 +136,9 @@ def _config_diff(prepared) -> tuple:
                         if k != "seed" and last_good.get(k) != v))
 
 
-# Scenarios whose every cause is code behind a harmless-looking setting. The others still
-# have causes that are settings alone (an lr, a decoding flag, a memory plan), which any
-# config file names; they are the open part of the honest-grading work.
-CONFIG_SILENT = ("nan_loss", "oom", "repetitive_decoding", "bad_lr")
+# Scenarios whose every cause is code behind a harmless-looking setting (oom_13b: a bug in the
+# launcher between the job config and the model).
+CONFIG_SILENT = ("nan_loss", "oom", "repetitive_decoding", "bad_lr", "oom_13b")
 
 
 @pytest.mark.parametrize("scenario_id", CONFIG_SILENT)
@@ -161,3 +160,40 @@ def test_every_change_log_line_of_a_cause_is_also_a_decoy(scenario):
     decoy_lines = {decoy.log for decoy in scenario.decoys}
     for cause in scenario.causes:
         assert set(cause.changes) <= decoy_lines, (cause.id, set(cause.changes) - decoy_lines)
+
+
+def test_oom_13b_files_name_the_job_by_its_config_not_by_what_the_launcher_ran(tmp_path):
+    """Both launcher bugs leave config.json, plan.json's strategy, the labels and the job line
+    exactly as the config asks; only the numbers (breakdown, trainable parameters) differ."""
+    scenario = registry.get("oom_13b")
+    for k in range(3):
+        shown = {}
+        for cause in scenario.causes:
+            prepared = app.injected(scenario, 7, cause.id, key=f"planner-key-{k}")
+            out = tmp_path / f"{k}-{cause.id}"
+            result = app.run(prepared, out)
+            config = json.loads((out / "config.json").read_text())["config"]
+            plan = json.loads((out / "plan.json").read_text())
+            summary = json.loads((out / "summary.json").read_text())
+            assert {**plan["strategy"], "model": config["model"], "gpu": config["gpu"]} == config
+            assert config["method"] == "lora"
+            assert config["checkpointing"] is True and config["label"].startswith("lora+ckpt")
+            shown[cause.id] = (config, summary["plan"], summary["strategy"],
+                               prepared.engine.summary_lines(result)[0])
+            assert set(summary) == set(app.simulate(scenario, 7).summary)    # no extra field
+        assert len({json.dumps(v, sort_keys=True) for v in shown.values()}) == 1, shown
+
+
+def test_oom_13b_plan_probe_shows_what_ran_not_a_conclusion(tmp_path):
+    import re
+    from debugsim.sim.probes import find
+    scenario = registry.get("oom_13b")
+    probe = find("plan", scenario)
+    shares = {}
+    for cause in scenario.causes:
+        result = app.execute(app.injected(scenario, 2, cause.id, key="planner-probe"))
+        text = probe.run(result, [], tmp_path)
+        assert "job config: LoRA r=" in text and "dominat" not in text and "launcher" not in text
+        shares[cause.id] = float(re.search(r"trainable%: ([\d.]+)", text)[1])
+    assert shares["peft_config_dropped"] == 100.0
+    assert 0 < shares["checkpointing_not_enabled"] < 1

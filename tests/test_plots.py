@@ -373,9 +373,21 @@ def test_before_after_bars_are_labelled_apart(tmp_path):
     assert_png(tmp_path / "ba.png")
 
 
-def test_planner_before_after_chart(tmp_path):
-    before = app.simulate("oom_13b", 0, "unchecked_activations")
-    after = app.simulate("oom_13b", 0, "unchecked_activations", ("micro_batch",))
+def test_planner_before_after_chart(tmp_path, monkeypatch):
+    before = app.simulate("oom_13b", 0, "checkpointing_not_enabled")
+    after = app.simulate("oom_13b", 0, "checkpointing_not_enabled", ("micro_batch",))
     assert before.summary["plan"] == after.summary["plan"]        # the strategy labels alike
     path = before.prepared.engine.evidence_plot(before, after, tmp_path)
     assert_png(path)
+    # bars are named by the job config: a repaired launcher is not written under a bar, only
+    # the heights differ
+    from debugsim.sim.memplan import chart
+    drawn = []
+    draw = chart.plot_plans
+    monkeypatch.setattr(chart, "plot_plans", lambda bars, *a, **k: drawn.append(bars)
+                        or draw(bars, *a, **k))
+    fixed = app.simulate("oom_13b", 0, "checkpointing_not_enabled", ("enable_checkpointing",))
+    assert_png(before.prepared.engine.evidence_plot(before, fixed, tmp_path / "fixed"))
+    plans = [plan for _, plan in drawn[0]]
+    assert chart.setting_differences(plans) == [[], []]
+    assert plans[0].gpu["activations"] > 10 * plans[1].gpu["activations"]

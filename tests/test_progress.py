@@ -43,14 +43,14 @@ def solve_everything_but(scenario_id: str) -> None:
 # --- the record ---------------------------------------------------------------------------
 
 def test_a_crash_mid_write_leaves_the_old_record_whole(own_home, monkeypatch):
-    home.record_event("hint", scenario="oom_13b", seed=1, cause="full_finetune", stage=1)
+    home.record_event("hint", scenario="oom_13b", seed=1, cause="peft_config_dropped", stage=1)
     before = (own_home / "record.json").read_text()
 
     def crash(*args):
         raise KeyboardInterrupt                      # killed between writing and renaming
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(files.os, "replace", crash)
-        home.record_event("reveal", scenario="oom_13b", seed=1, cause="full_finetune")
+        home.record_event("reveal", scenario="oom_13b", seed=1, cause="peft_config_dropped")
     assert (own_home / "record.json").read_text() == before
     assert len(home.events()) == 1
 
@@ -75,14 +75,14 @@ def test_a_newer_record_is_left_alone_with_a_one_line_error(own_home):
 
 
 def test_a_format_1_record_is_read_and_its_causes_filled_in(own_home):
-    seed = seed_with("full_finetune")
+    seed = seed_with("peft_config_dropped")
     own_home.mkdir(parents=True)
     (own_home / "record.json").write_text(json.dumps({"format_version": 1, "events": [
         {"kind": "attempt", "time": 1.0, "scenario": "oom_13b", "seed": seed,
          "cause_correct": True, "fix_verdict": "resolved", "passed": True}]}))
     [row] = app.progress()
     assert (row.scenario, row.cause, row.solved, row.attempts) == \
-        ("oom_13b", "full_finetune", 1, 1)
+        ("oom_13b", "peft_config_dropped", 1, 1)
     home.record_event("hint", scenario="oom_13b", seed=seed + 1, cause=None, stage=1)
     saved = json.loads((own_home / "record.json").read_text())
     assert saved["format_version"] == home.FORMAT_VERSION == 2
@@ -107,44 +107,44 @@ def test_every_cause_has_two_hints_that_point_at_a_probe_and_do_not_name_it():
 
 
 def test_hints_are_staged_recorded_and_cost_points():
-    seed = seed_with("unchecked_activations")
+    seed = seed_with("checkpointing_not_enabled")
     said = [invoke("hint", "oom_13b", "--seed", seed).output for _ in range(4)]
     assert [s.split(":")[0] for s in said] == ["Hint 1 of 3 (-5 points)",
                                                "Hint 2 of 3 (-10 points)",
                                                "Hint 3 of 3 (-25 points)",
                                                "Hint 3 of 3 (-25 points)"]
-    assert "Activations" in said[2] and "Activations" not in said[0] + said[1]
-    verdict = app.check("oom_13b", seed, "unchecked_activations", ["checkpointing"])
+    assert "never switched on" in said[2] and "never switched on" not in said[0] + said[1]
+    verdict = app.check("oom_13b", seed, "checkpointing_not_enabled", ["enable_checkpointing"])
     [row] = app.progress()
     assert verdict.passed and row.hints == 3 and row.best_score == 100 - 5 - 10 - 25
-    assert row.cause == "unchecked_activations"         # the third hint told it
+    assert row.cause == "checkpointing_not_enabled"         # the third hint told it
 
 
 def test_a_reveal_is_counted_and_never_solves():
-    seed = seed_with("full_finetune")
-    app.check("oom_13b", seed, "unchecked_activations", ["checkpointing"])      # wrong
+    seed = seed_with("peft_config_dropped")
+    app.check("oom_13b", seed, "checkpointing_not_enabled", ["enable_checkpointing"])      # wrong
     [row] = app.progress()
     assert row.cause is None and row.solved == 0       # not known yet: not named
-    assert "full_finetune" not in invoke("progress", "--json").output
+    assert "peft_config_dropped" not in invoke("progress", "--json").output
     invoke("reveal", "oom_13b", "--seed", seed)
-    assert app.check("oom_13b", seed, "full_finetune", ["lora"]).passed
+    assert app.check("oom_13b", seed, "peft_config_dropped", ["pass_peft_config"]).passed
     [row] = app.progress()
-    assert (row.cause, row.attempts, row.reveals, row.solved) == ("full_finetune", 2, 1, 0)
+    assert (row.cause, row.attempts, row.reveals, row.solved) == ("peft_config_dropped", 2, 1, 0)
     table = invoke("progress").output
-    assert re.search(r"oom_13b\s+full_finetune\s+1\s+2\s+0\s+0\s+1\s+0\s+", table), table
+    assert re.search(r"oom_13b\s+peft_config_dropped\s+1\s+2\s+0\s+0\s+1\s+0\s+", table), table
 
 
 def test_scores_give_every_lost_point_a_reason():
-    seed = seed_with("full_finetune")
+    seed = seed_with("peft_config_dropped")
     incident = app.incident("oom_13b", seed)
-    full = score(app.grade(incident, "full_finetune", ["lora"]))
+    full = score(app.grade(incident, "peft_config_dropped", ["pass_peft_config"]))
     assert (full.points, full.lost) == (100, [])
-    busy = score(app.grade(incident, "full_finetune", ["lora", "checkpointing"]), 11, 2)
+    busy = score(app.grade(incident, "peft_config_dropped", ["pass_peft_config", "enable_checkpointing"]), 11, 2)
     assert busy.points == 100 - 5 - 6 - 5 - 10
     reasons = "\n".join(busy.lines())
-    assert "unneeded change 'checkpointing'" in reasons and "11 probes used, 8 are free" in \
+    assert "unneeded change 'enable_checkpointing'" in reasons and "11 probes used, 8 are free" in \
         reasons and "hint 1 taken" in reasons and "hint 2 taken" in reasons
-    wrong = score(app.grade(incident, "unchecked_activations", ["zero3"]))
+    wrong = score(app.grade(incident, "checkpointing_not_enabled", ["zero3"]))
     assert wrong.points == 20 and len(wrong.lost) == 2
     assert "is not this incident's cause" in wrong.lines()[1]
     assert "does not meet the healthy bar" in wrong.lines()[2]
@@ -153,8 +153,8 @@ def test_scores_give_every_lost_point_a_reason():
 # --- progress commands --------------------------------------------------------------------
 
 def test_reset_asks_first_and_clears():
-    seed = seed_with("full_finetune")
-    app.check("oom_13b", seed, "full_finetune", ["lora"])
+    seed = seed_with("peft_config_dropped")
+    app.check("oom_13b", seed, "peft_config_dropped", ["pass_peft_config"])
     home.record_event("hint", scenario="bad_lr", seed=1, cause="lr_too_low", stage=1)
     kept = invoke("reset", input="n\n")
     assert "Nothing changed" in kept.output and len(home.events()) == 2
@@ -170,10 +170,10 @@ def test_play_without_an_id_continues_and_list_marks_solved(tmp_path):
     listed = invoke("list").output
     assert re.search(r"oom_13b\s+hard\s+2\s+0/2", listed)
     solve_everything_but("oom_13b")
-    seed = seed_with("unchecked_activations")
-    app.check("oom_13b", seed, "full_finetune", ["lora"])                    # not solved
+    seed = seed_with("checkpointing_not_enabled")
+    app.check("oom_13b", seed, "peft_config_dropped", ["pass_peft_config"])                    # not solved
     assert app.next_to_play() == ("oom_13b", seed)                          # continues it
-    result = invoke("play", "--cause", "unchecked_activations", "--fix", "checkpointing",
+    result = invoke("play", "--cause", "checkpointing_not_enabled", "--fix", "enable_checkpointing",
                     "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert f"Next unsolved: oom_13b, seed {seed}" in result.output
@@ -197,7 +197,7 @@ def scripted(*answers):
 ], ids=["solved", "half-solved", "failed"])
 def test_the_drill_rubric(answers, expected, tmp_path):
     from debugsim.sim.play import play
-    seed = seed_with("full_finetune")
+    seed = seed_with("peft_config_dropped")
     incident = app.incident("oom_13b", seed)
     said = []
     attempt = Attempt(limit_s=parse_duration("15m"))
@@ -219,7 +219,7 @@ def test_the_drill_rubric(answers, expected, tmp_path):
 
 def test_the_countdown_shows_at_every_prompt_and_time_runs_out(tmp_path):
     from debugsim.sim.play import play
-    incident = app.incident("oom_13b", seed_with("full_finetune"))
+    incident = app.incident("oom_13b", seed_with("peft_config_dropped"))
     prompts = []
     answers = iter(["1", "a", "because"])
 
@@ -229,8 +229,8 @@ def test_the_countdown_shows_at_every_prompt_and_time_runs_out(tmp_path):
     attempt = Attempt(limit_s=1.0, started=0.0)                # long over
     play(incident, tmp_path, lambda line: None, ask, attempt=attempt)
     assert prompts[0].startswith("[time is up] cause")         # no probe prompt when over
-    items = {i.name: i for i in rubric(incident, app.grade(incident, "full_finetune",
-                                                              ["lora"]), attempt)}
+    items = {i.name: i for i in rubric(incident, app.grade(incident, "peft_config_dropped",
+                                                              ["pass_peft_config"]), attempt)}
     assert items["time"].mark == "fail"
     assert Attempt(limit_s=900).countdown().startswith(("[15:00 left]", "[14:59 left]"))
 

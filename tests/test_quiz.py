@@ -35,7 +35,7 @@ def _seeds(scenario, cause, count):
 def built(tmp_path_factory):
     """Five questions: four planner incidents (both causes twice) and one real training run."""
     folder = tmp_path_factory.mktemp("quiz")
-    picks = [("oom_13b", s) for cause in ("full_finetune", "unchecked_activations")
+    picks = [("oom_13b", s) for cause in ("peft_config_dropped", "checkpointing_not_enabled")
              for s in _seeds("oom_13b", cause, 2)]
     picks.insert(2, ("nan_loss", _seeds("nan_loss", "lr_too_high", 1)[0]))
     incidents = [app.incident(s, seed, key=PACK_KEY) for s, seed in picks]

@@ -1,9 +1,12 @@
 """The planner engine: "make a real model fit on one GPU", graded by the memory planner.
 
 A scenario with `engine="planner"` has a base of planner settings (`model`, `gpu` and the
-`Strategy` fields); its causes and fixes change those settings. Executing it means computing
-the memory plan of the resulting strategy — the analytic counterpart of re-running training —
-and the criterion's `require_fit` reads whether that plan fits the GPU.
+`Strategy` fields): the job config. Its causes and fixes change those settings, or add and
+repair bugs in the team's launcher (`memplan/launcher.py`), the code between the config and
+the model that trains. Executing it means computing the memory plan of what the launcher
+really runs — the analytic counterpart of re-running training — and the criterion's
+`require_fit` reads whether that plan fits the GPU. Everything written or printed about the
+job names it by its config (what the team asked for); only the numbers come from what ran.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from ..config import ConfigError, did_you_mean
 from ..files import write_json
 from ..memplan.accounting import Strategy, plan_memory
+from ..memplan.launcher import launched
 from ..memplan.presets import UnknownModel, get_preset
 from ..memplan.units import parse_size
 from ..result import RunResult
@@ -105,16 +109,26 @@ class PlannerEngine:
 
     def prepare(self, incident, fix_ids: Sequence[str] = (),
                 sets: Mapping[str, Any] | None = None) -> Prepared:
-        for fix_id in fix_ids:
-            incident.scenario.fix(fix_id)                  # unknown names fail loudly
+        """The job config (settings) and the launcher bugs it goes through (code)."""
+        scenario = incident.scenario
+        fixes = [scenario.fix(fix_id) for fix_id in fix_ids]   # unknown names fail loudly
+        cause = scenario.cause(incident.cause_id) if incident.cause_id else None
+        launcher_code = list(cause.fault.callbacks) if cause else []
+        for fix in fixes:
+            launcher_code = [c for c in launcher_code if c not in fix.repairs]
+            launcher_code.extend(fix.callbacks)
         return Prepared(incident, self, tuple(fix_ids), dict(sets or {}),
-                        _settings(incident, fix_ids, sets))
+                        _settings(incident, fix_ids, sets), tuple(launcher_code))
 
     def config_key(self, prepared: Prepared) -> str:
         return json.dumps(prepared.config, sort_keys=True, default=str)
 
     def settings_of(self, prepared: Prepared) -> dict[str, Any]:
-        return dict(prepared.config)
+        """The job config, every field spelt out (a field left at its default still reads)."""
+        model, _, strategy = resolve(prepared.config)
+        fields = dataclasses.asdict(strategy)
+        fields["lora_targets"] = ",".join(strategy.lora_targets)
+        return {"model": model, "gpu": prepared.config["gpu"], **fields}
 
     def execute(self, prepared: Prepared, out_dir=None,
                 options: RunOptions = RunOptions()) -> RunResult:
@@ -125,7 +139,7 @@ class PlannerEngine:
         categories or names a remedy: the `plan` and `strategies` probes answer that on request.
         """
         model, gpu, strategy = resolve(prepared.config)
-        plan = plan_memory(model, strategy)
+        plan = plan_memory(model, launched(strategy, prepared.callbacks))
         fits = plan.fits(gpu)
         usage = f"{plan.gpu_total / 1e9:.1f} GB per GPU of {gpu / 1e9:.0f} GB"
         error = None if fits else cuda_oom_message(plan, gpu)
@@ -142,15 +156,17 @@ class PlannerEngine:
             "cpu_total_gb": plan.cpu_total / 1e9,
             "breakdown_gb": {k: round(v / 1e9, 3) for k, v in plan.gpu.items() if v},
             "trainable_params": plan.trainable_params,
+            "all_params": all_params(plan),
             "nonfinite_steps": 0, "suppressed_steps": 0,
             "peak_memory_mb": plan.gpu_total / 2**20,
         }
         out = Path(out_dir) if out_dir else None
         if out:
             out.mkdir(parents=True, exist_ok=True)
-            settings = {"model": model, "gpu": gpu, **plan.to_dict()["strategy"]}
+            asked = as_asked(plan, strategy)
+            settings = {"model": model, "gpu": gpu, **asked.to_dict()["strategy"]}
             write_json(out / "config.json", {**prepared.header(), "config": settings})
-            write_json(out / "plan.json", plan_record(plan, gpu))
+            write_json(out / "plan.json", plan_record(asked, gpu))
             write_json(out / "summary.json", summary)
         return RunResult(prepared, summary["status"], error, [], {},
                          summary, out_dir=out, detail=plan)
@@ -180,7 +196,7 @@ class PlannerEngine:
         from ..memplan.chart import plot_plans
         path = Path(plot_dir) / "memory_plan.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        plot_plans([(result.summary["plan"], result.detail)],
+        plot_plans([(result.summary["plan"], _as_asked(result))],
                    round(result.summary["gpu_capacity_gb"] * 1e9), str(path))
         return path
 
@@ -189,8 +205,8 @@ class PlannerEngine:
         from ..memplan.chart import plot_plans
         path = Path(plot_dir) / "before_after_memory.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        plot_plans([("before: " + before.summary["plan"], before.detail),
-                    ("after: " + after.summary["plan"], after.detail)],
+        plot_plans([("before: " + before.summary["plan"], _as_asked(before)),
+                    ("after: " + after.summary["plan"], _as_asked(after))],
                    round(after.summary["gpu_capacity_gb"] * 1e9), str(path), differences=True,
                    xlabel="", title="Memory per GPU by category: before vs after")
         return path
@@ -202,6 +218,22 @@ class PlannerEngine:
         margin = (f"fits, {cap - total:.1f} GB to spare" if total <= cap
                   else f"does not fit, {total - cap:.1f} GB over")
         return [f"Your plan: {total:.1f} GB per GPU of {cap:g} GB: {margin}"]
+
+
+def as_asked(plan, asked: Strategy):
+    """The plan's numbers (what ran) under the job config's strategy (what was asked): how
+    every file, label and chart names a plan, so no launcher bug is written into one."""
+    return dataclasses.replace(plan, strategy=asked, notes=[])
+
+
+def _as_asked(result: RunResult):
+    return as_asked(result.detail, resolve(result.prepared.config)[2])
+
+
+def all_params(plan) -> int:
+    """All parameters of the model that trains, as PEFT counts them: the base, plus the
+    adapters when there are any (a full fine-tune trains the base itself)."""
+    return plan.params + (0 if plan.trainable_params == plan.params else plan.trainable_params)
 
 
 def plan_record(plan, gpu: int) -> dict:
@@ -269,11 +301,12 @@ def _wrap(text: str, indent: str = "", width: int = 96) -> list[str]:
 
 
 def plan_lines(summary: Mapping[str, Any]) -> list[str]:
-    """The `plan` probe: per-GPU memory by category, in the planner's fixed category order."""
+    """The `plan` probe: what the job's step holds per GPU, by category, in the planner's fixed
+    category order, and the parameter count of the model that trains (PEFT's own line)."""
     from ..memplan.accounting import CATEGORIES
     total = summary["gpu_total_gb"] or 1.0
-    lines = [*_wrap(f"plan: {summary['strategy']}"),
-             f"per-GPU memory: {summary['gpu_total_gb']:.1f} GB of "
+    lines = [*_wrap(f"job config: {summary['strategy']}"),
+             f"per-GPU memory of the step: {summary['gpu_total_gb']:.1f} GB of "
              f"{summary['gpu_capacity_gb']:g} GB"
              + (f" (+{summary['cpu_total_gb']:.1f} GB on the CPU)"
                 if summary["cpu_total_gb"] else ""),
@@ -284,7 +317,10 @@ def plan_lines(summary: Mapping[str, Any]) -> list[str]:
             value = breakdown[category]
             lines.append(f"  {category:<18}{value:>8.2f} GB{100 * value / total:>7.1f}%")
     lines.append(f"  {'total':<18}{summary['gpu_total_gb']:>8.2f} GB")
-    lines.append(f"trainable parameters: {summary['trainable_params'] / 1e6:,.1f} M")
+    trainable, everything = summary["trainable_params"], summary["all_params"]
+    lines.append("model.print_trainable_parameters():")
+    lines.append(f"  trainable params: {trainable:,d} || all params: {everything:,d} || "
+                 f"trainable%: {100 * trainable / everything:.4f}")
     return lines
 
 

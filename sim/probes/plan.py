@@ -1,4 +1,4 @@
-"""The memory plan of a planner run: per-GPU memory by category, and the verdict."""
+"""The memory of a planner job as it ran: per-GPU bytes by category, trainable parameters."""
 from __future__ import annotations
 
 from ..result import RunResult
@@ -6,7 +6,8 @@ from ..result import RunResult
 NAME = "plan"
 ALIASES = ("memory",)
 USAGE = "plan"
-HELP = "the per-GPU memory breakdown of the plan (`debugsim memory --help` explores more)"
+HELP = ("what the job's step holds per GPU, by category, and its trainable parameters "
+        "(`debugsim memory --help` explores more)")
 ENGINES = ("planner",)
 ORDER = 10                      # place in the help list
 

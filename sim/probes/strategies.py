@@ -1,4 +1,7 @@
-"""Strategy combinations that would make a planner run fit, cheapest in quality and speed first."""
+"""Strategy combinations that would make a planner job fit, cheapest in quality and speed first.
+
+A what-if in the planner's arithmetic, worked from the job config (what the team asked for),
+like `debugsim memory` run on that config: it knows nothing of how the job was launched."""
 from __future__ import annotations
 
 from ..result import RunResult
@@ -6,13 +9,14 @@ from ._common import int_arg
 
 NAME = "strategies"
 USAGE = "strategies [N]"
-HELP = "the N cheapest strategy combinations that fit the GPU, with their cost (default 5)"
+HELP = ("the planner's estimate for the job config: the N cheapest strategy combinations "
+        "that fit the GPU, with their cost (default 5)")
 ENGINES = ("planner",)
 ORDER = 20                      # place in the help list
 
 
 def ranked(result: RunResult, count: int = 5) -> list[dict]:
-    """The cheapest fitting combinations, starting from the run's own strategy."""
+    """The cheapest fitting combinations, starting from the job config's strategy."""
     from ..engines.planner import resolve
     from ..memplan.strategies import OPTION_COSTS, rank_strategies
     model, gpu, strategy = resolve(result.prepared.config)
@@ -26,7 +30,8 @@ def run(result: RunResult, args: list[str], plot_dir) -> str:
     rows = ranked(result, count)
     if not rows:
         return "no combination of the planner's strategies fits this GPU"
-    lines = [f"{'combination':<24} {'cost':>4} {'per GPU':>9}"]
+    lines = ["estimated from the job config (the planner's arithmetic, not the job):",
+             f"{'combination':<24} {'cost':>4} {'per GPU':>9}"]
     for row in rows:
         lines.append(f"{row['label']:<24} {row['cost']:>4} {row['gpu_total_gb']:>6.1f} GB")
         lines.extend(f"    {why}" for why in row["why"])
