@@ -242,9 +242,9 @@ def run_drawing_later(prepared: Prepared, out: Path | None = None, live: bool = 
 def _write_report(result: RunResult, out: Path, plots) -> None:
     from .report import write_summary_md
     from .files import write_atomic
-    write_summary_md(result, out / "summary.md", plots)
     if result.prepared.incident.changes_shown:
         write_atomic(out / "changes.md", "\n".join(changes(result.prepared)) + "\n")
+    write_summary_md(result, out / "summary.md", plots)
 
 
 def grade(incident: Prepared, named_cause: str | None, fixes: Sequence[str] = (),

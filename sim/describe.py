@@ -11,7 +11,9 @@ def describe(s: Scenario, answers: bool = False) -> dict:
             "fixes": [{"id": f.id, "title": f.title} for f in s.fixes]}
     if answers:
         data["causes"] = [{"id": c.id, "title": c.title, "fault": c.fault.summary,
-                           "tell": c.tell, "resolved_by": list(s.resolves.get(c.id, ())),
+                           "tell": c.tell,
+                           "resolved_by": [f for f in s.resolves.get(c.id, ()) if not s.fix(f).cost],
+                           "workaround": [f for f in s.resolves.get(c.id, ()) if s.fix(f).cost],
                            "masked_by": list(s.masks.get(c.id, ()))} for c in s.causes]
     return data
 
@@ -26,5 +28,7 @@ def describe_lines(data: dict) -> list[str]:
         for c in data["causes"]:
             lines.append(f"  {c['id']}: {c['title']}\n    fault: {c['fault']}\n    tell: {c['tell']}"
                          f"\n    resolved by: {', '.join(c['resolved_by']) or '-'}"
+                         + (f"\n    workaround (a fix with a cost): {', '.join(c['workaround'])}"
+                            if c["workaround"] else "")
                          + (f"\n    masked by: {', '.join(c['masked_by'])}" if c["masked_by"] else ""))
     return lines

@@ -36,6 +36,11 @@ def verdict_lines(verdict) -> list[str]:
     return lines
 
 
+FILES = (("metrics.jsonl", " (one record per step)"), ("timings.jsonl", " (wall clock)"),
+         ("plan.json", " (the memory plan)"), ("config.json", ""), ("summary.json", ""),
+         ("changes.md", " (what changed since the last good run)"))
+
+
 def write_summary_md(result: RunResult, path: Path, plots=()) -> None:
     scenario = result.prepared.scenario
     fixes = ", ".join(result.fix_ids) or "none"
@@ -47,6 +52,6 @@ def write_summary_md(result: RunResult, path: Path, plots=()) -> None:
              "## Checks", "", *check_lines(scenario.criterion.judge(result.summary)), ""]
     if plots:
         lines += ["## Plots", "", *[f"![{Path(p).stem}](plots/{Path(p).name})" for p in plots], ""]
-    lines += ["Files: `metrics.jsonl` (one record per step), `timings.jsonl` (wall clock), "
-              "`config.json`, `summary.json`.", ""]
+    files = [f"`{name}`{what}" for name, what in FILES if (path.parent / name).exists()]
+    lines += ["Files: " + ", ".join(files) + ".", ""]
     write_atomic(path, "\n".join(lines))
