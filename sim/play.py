@@ -20,12 +20,32 @@ Say = Callable[[str], None]
 Ask = Callable[[str], "str | None"]          # None: the input ended; may raise KeyboardInterrupt
 
 
+# Projector mode: what the room discusses before each reveal.
+PROMPTS = {
+    "investigate": "What would you check first, and why?",
+    "rerun": "Before the re-run: what do you expect it to show if this is the cause?",
+    "debrief": "What would you check next, and why? Which evidence would change your mind?",
+}
+
+
 def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequence[str] = (),
-         cause_answer: str | None = None, fix_ids: Sequence[str] = (), settings=None):
-    """Play one incident to its final verdict; returns it."""
+         cause_answer: str | None = None, fix_ids: Sequence[str] = (), settings=None,
+         present: bool = False):
+    """Play one incident to its final verdict; returns it. `present`: projector mode, with
+    large text in the plots and a pause with a discussion prompt before each reveal (the
+    re-run's verdict, the debrief): nothing is shown until the presenter presses Enter."""
+    from contextlib import nullcontext
+    from .plots import large_text
+    with large_text() if present else nullcontext():
+        return _play(incident, out, say, ask, probe_lines, cause_answer, fix_ids, settings,
+                     present)
+
+
+def _play(incident, out, say, ask, probe_lines, cause_answer, fix_ids, settings, present):
     scenario, engine = incident.scenario, incident.engine
     sets = app.parse_settings(scenario, settings)
     interactive = cause_answer is None and not probe_lines
+    pause = _pause if present else (lambda *args: None)
     say(f"=== {scenario.title} ({scenario.id}, seed {incident.seed}) ===\n")
     say(scenario.story + "\n")
     say("\n".join(app.changes(incident)) + "\n")
@@ -38,17 +58,27 @@ def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequenc
         say(f"probe> {line}\n{run_probe(line, before, plot_dir)}")
     while True:
         if interactive:
-            _investigate(before, plot_dir, say, ask)
-        named = cause_answer or _ask_cause(scenario, say, ask)
+            pause(say, ask, PROMPTS["investigate"], "start investigating")
+            investigate_with(lambda line: run_probe(line, before, plot_dir), say, ask)
+        named = cause_answer or ask_cause(scenario, say, ask)
         chosen = (list(fix_ids), sets) if (fix_ids or sets) else _ask_fix(incident, say, ask)
+        pause(say, ask, PROMPTS["rerun"], "re-run with this fix")
         verdict = _grade(incident, named, chosen, before, out, say)
         if verdict.passed or not interactive or not _yes(ask("Try again? [y/N]>")):
             break
+    pause(say, ask, PROMPTS["debrief"], "reveal the cause")
     _debrief(incident, verdict, say)
     return verdict
 
 
-def _investigate(before, plot_dir: Path, say: Say, ask: Ask) -> None:
+def _pause(say: Say, ask: Ask, prompt: str, then: str) -> None:
+    """Projector mode: a discussion prompt, then nothing more until Enter is pressed."""
+    say(f"\n>>> Discuss: {prompt}")
+    ask(f"[press Enter to {then}]")
+
+
+def investigate_with(serve: Callable[[str], str], say: Say, ask: Ask) -> None:
+    """The probe prompt: each line is answered by `serve` until an empty line."""
     say("Investigate with probes; 'help' lists them, an empty line moves on.")
     while True:
         try:
@@ -60,10 +90,10 @@ def _investigate(before, plot_dir: Path, say: Say, ask: Ask) -> None:
             continue
         if line is None or line.strip().lower() in ("", "done", "q", "quit"):
             return
-        say(run_probe(line, before, plot_dir))
+        say(serve(line))
 
 
-def _ask_cause(scenario, say: Say, ask: Ask) -> str:
+def ask_cause(scenario, say: Say, ask: Ask) -> str:
     say("\nWhat is the root cause?")
     for index, option in enumerate(scenario.causes, 1):
         say(f"  [{index}] {option.title}")
@@ -90,6 +120,30 @@ def _ask_fix(incident: Prepared, say: Say, ask: Ask):
         except (LookupError, ValueError) as error:
             say(f"  {error.args[0]}")
             continue
+        say("  (a fix or a setting, please)")
+
+
+def ask_fix_answer(scenario, say: Say, ask: Ask) -> tuple[list[str], dict]:
+    """Fixes and settings for an answer file: checked against the scenario's envelope and for
+    fixes that contradict each other, without running anything."""
+    from .engines import get
+    say("\nWhich fix? Pick letters/ids, and/or settings such as lr=1e-3 grad_clip=1")
+    for index, option in enumerate(scenario.fixes):
+        say(f"  [{chr(ord('a') + index)}] {option.title}")
+    while True:
+        answer = _required(ask("fix>"))
+        try:
+            fixes, sets = parse_fix_answer(answer, scenario, get(scenario.engine))
+            for key in sets:
+                scenario.check_setting(key)
+            conflict = scenario.conflict(fixes)
+            if conflict:
+                raise ValueError(conflict)
+        except (LookupError, ValueError) as error:
+            say(f"  {error.args[0]}")
+            continue
+        if fixes or sets:
+            return fixes, sets
         say("  (a fix or a setting, please)")
 
 

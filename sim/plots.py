@@ -21,6 +21,7 @@ one renderer per image size shared by the figures written, so text is measured o
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from pathlib import Path
@@ -41,9 +42,29 @@ NICE_STEPS = (1, 2, 2.5, 5, 10)      # tick spacings: 0.5, 1, 2.5, 5, 10 ..., ne
 # helpers
 # --------------------------------------------------------------------------------------------
 
+_TEXT = threading.local()
+
+
+@contextlib.contextmanager
+def large_text(scale: float = 1.6):
+    """Plots drawn inside it have text (and lines) `scale` times larger, at the same pixel
+    size: for a projector (`play --present`). The figure shrinks in inches, its dpi grows."""
+    before = getattr(_TEXT, "scale", 1.0)
+    _TEXT.scale = scale
+    try:
+        yield
+    finally:
+        _TEXT.scale = before
+
+
+def _dpi() -> float:
+    return DPI * getattr(_TEXT, "scale", 1.0)
+
+
 def _figure(width: float, height: float, rows: int = 1, cols: int = 1):
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(width, height), dpi=DPI)
+    scale = getattr(_TEXT, "scale", 1.0)
+    fig = Figure(figsize=(width / scale, height / scale), dpi=_dpi())
     _canvas_class()(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
     return fig, axes
@@ -84,7 +105,7 @@ def _finish(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # zlib level 1: encodes in about two thirds of the default level's time; ~10% larger
-    fig.savefig(path, dpi=DPI, format="png", pil_kwargs={"compress_level": 1})
+    fig.savefig(path, dpi=fig.dpi, format="png", pil_kwargs={"compress_level": 1})
     return path
 
 
@@ -354,8 +375,8 @@ def _legend(ax) -> float:
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     prop = FontProperties(size=LEGEND_SIZE)
-    pixels = DPI / 72.0
-    width = ax.get_position().width * fig.get_figwidth() * DPI
+    pixels = fig.dpi / 72.0
+    width = ax.get_position().width * fig.get_figwidth() * fig.dpi
     handle = (1.6 + 0.5 + 0.2) * LEGEND_SIZE * pixels      # handle, its pad, the border pad
     gap = 1.2 * LEGEND_SIZE * pixels                       # column spacing
 
