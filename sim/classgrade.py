@@ -13,8 +13,11 @@
    run once, and a key graded before is read from DIR/grades/cache/ (the cause named does not
    change a re-run: it is judged apart).
 3. The rest run in worker processes (spawned, one per core by default), each under a memory
-   cap (RLIMIT_AS) and a time limit per answer: a worker past the limit is killed and replaced,
-   a worker that dies is replaced, and the batch goes on.
+   cap (RLIMIT_AS) and a time limit per answer (its broken run and its re-runs), counted in
+   the CPU seconds the worker spends on it (so a busy machine does not fail a good answer;
+   wall time where /proc is missing, and at most WALL_BACKSTOP times the limit in wall time):
+   a worker past the limit is killed and replaced, a worker that dies is replaced, and the
+   batch goes on.
 4. The gradebook: grades.csv, grades.json (with the hidden causes: for the instructor and the
    class report), and per learner results.json (the shape test runners use: version, status
    pass/fail/error, message, per-question tests) and feedback.md (never names the cause).
@@ -45,7 +48,8 @@ RESULTS_VERSION = 2            # the results.json shape of test runners (version
 CAUSE_POINTS, FIX_POINTS = 0.4, 0.6
 FIX_CREDIT = {"resolved": 1.0, "shotgun": 0.5, "workaround": 0.5, "masked": 0.0,
               "not_resolved": 0.0, "timed_out": 0.0, "crashed": 0.0, "none": 0.0}
-TIME_LIMIT_S = 120.0           # per answer: the broken run and every re-run of its fix
+TIME_LIMIT_S = 120.0           # per answer: the broken run and every re-run of its fix, in
+WALL_BACKSTOP = 3              # CPU seconds (Linux), and never more than 3x that of wall time
 MEMORY_CAP_MB = 4096           # per worker process (address space)
 ANSWER_NAMES = ("answer.json",)
 
@@ -87,12 +91,15 @@ class Gradebook:
 # --------------------------------------------------------------------------------------------
 
 def collect(paths: Sequence[Path]) -> list[Path]:
-    """The answer files named or found under the folders named, each once, in order."""
+    """The answer files named, or found under the folders named, each once, in order: every
+    JSON file below a folder, except the run and evidence files of an assignment folder
+    handed in whole (those beside an answer.json, and below it)."""
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.name in ANSWER_NAMES)
-            found += sorted(p for p in path.glob("*.json") if p.name not in ANSWER_NAMES)
+            roots = {p.parent for p in path.rglob("*") if p.name in ANSWER_NAMES}
+            found += sorted(p for p in path.rglob("*.json") if p.name in ANSWER_NAMES
+                            or not roots & set(p.parents))
         elif path.exists():
             found.append(path)
         else:
@@ -289,6 +296,15 @@ def _worker(conn, memory_cap_mb: int) -> None:
         conn.send(result)
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used, from /proc; None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class _Pool:
     """Worker processes with a time limit per job: a worker past it is killed and replaced."""
 
@@ -321,21 +337,28 @@ class _Pool:
                     if worker["ready"] and worker["job"] is None and pending:
                         worker["job"] = pending.pop(0)
                         worker["since"] = time.monotonic()
+                        worker["cpu_since"] = _cpu_seconds(worker["process"].pid)
                         worker["conn"].send(worker["job"][1])
-                busy = [w for w in self.workers if w["job"]]
-                deadline = min([w["since"] + self.time_limit for w in busy], default=None)
-                timeout = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
-                ready = wait([w["conn"] for w in self.workers], timeout=min(timeout, 0.5))
+                ready = wait([w["conn"] for w in self.workers], timeout=0.25)
                 for worker in list(self.workers):
                     if worker["conn"] in ready:
                         self._receive(worker, done, bool(pending))
-                    elif worker["job"] and time.monotonic() - worker["since"] > self.time_limit:
+                    elif worker["job"] and self._past_limit(worker):
                         done(worker["job"][0], {"fix_verdict": "timed_out", "reasons": [
                             f"the re-run did not finish within the time limit of "
                             f"{self.time_limit:g} s; stopped"]})
                         self._replace(worker, bool(pending))
         finally:
             self.close()
+
+    def _past_limit(self, worker: dict) -> bool:
+        """Past the limit in CPU seconds where the system reports them (a shared machine's
+        load does not count against an answer), else in wall seconds; and in any case past
+        WALL_BACKSTOP times the limit of wall time."""
+        wall = time.monotonic() - worker["since"]
+        cpu = _cpu_seconds(worker["process"].pid)
+        used = wall if cpu is None or worker["cpu_since"] is None else cpu - worker["cpu_since"]
+        return used > self.time_limit or wall > WALL_BACKSTOP * self.time_limit
 
     def _receive(self, worker: dict, done, more: bool) -> None:
         try:
