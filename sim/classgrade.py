@@ -285,6 +285,7 @@ def _worker(conn, memory_cap_mb: int) -> None:
         job = conn.recv()
         if job is None:
             return
+        started = time.process_time()
         try:
             result = rerun(job)
         except MemoryError:
@@ -293,7 +294,7 @@ def _worker(conn, memory_cap_mb: int) -> None:
         except Exception as error:       # a crash in one answer's re-run is that answer's
             result = {"fix_verdict": "crashed",
                       "reasons": [f"the re-run crashed: {type(error).__name__}: {error}"]}
-        conn.send(result)
+        conn.send({**result, "cpu_s": round(time.process_time() - started, 2)})
 
 
 def _cpu_seconds(pid: int) -> float | None:

@@ -104,7 +104,7 @@ def chart(questions: dict, path: Path) -> Path:
     """Four panels: success per question, wrong causes, probes right vs wrong, time taken."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(13, 8.5), dpi=90)
+    fig = Figure(figsize=(13, 9), dpi=90)
     FigureCanvasAgg(fig)
     (success, causes), (used, minutes) = fig.subplots(2, 2)
     names = list(questions)
@@ -114,32 +114,33 @@ def chart(questions: dict, path: Path) -> Path:
     success.bar([i + 0.2 for i in x], [questions[n]["pass_rate"] for n in names], 0.4,
                 color=RIGHT_COLOR, label="passed (cause right, fix resolved)")
     success.set_xticks(list(x), names)
-    success.set_ylim(0, 1.15)
+    success.set_ylim(0, 1.3)
+    success.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     success.set_ylabel("share of the class")
     success.set_title("Success per question")
-    success.legend(loc="upper right", fontsize=8, frameon=False)
+    success.legend(loc="upper center", ncol=2, fontsize=9, frameon=False)
     for i, n in enumerate(names):
         success.text(i + 0.2, questions[n]["pass_rate"] + 0.02, f"{questions[n]['passed']}/"
-                     f"{questions[n]['answers']}", ha="center", fontsize=8)
-    wrong = [(f"{n}: {text}", count) for n in names for text, count in
-             questions[n]["wrong_causes"]][:8]
-    _hbars(causes, wrong, WRONG_COLOR, "Most common wrong causes (named, was)", "learners")
-    probe_names = sorted({p for n in names for p in (*questions[n]["probes_right"],
-                                                     *questions[n]["probes_wrong"])})
-    right_share = [_mean_share(questions, "probes_right", p) for p in probe_names]
-    wrong_share = [_mean_share(questions, "probes_wrong", p) for p in probe_names]
-    y = range(len(probe_names))
-    used.barh([i + 0.2 for i in y], right_share, 0.4, color=RIGHT_COLOR, label="passed")
-    used.barh([i - 0.2 for i in y], wrong_share, 0.4, color=WRONG_COLOR, label="did not pass")
-    used.set_yticks(list(y), probe_names)
-    used.set_xlim(0, 1)
-    used.set_xlabel("share of learners who used it")
+                     f"{questions[n]['answers']}", ha="center", fontsize=9)
+    wrong = [(f"{n}: named {text.replace(' (was ', ', was ').rstrip(')')}", count)
+             for n in names for text, count in questions[n]["wrong_causes"]][:8]
+    _labelled_bars(causes, wrong, WRONG_COLOR, "Most common wrong causes", "learners")
+    rows = [(n, p) for n in names for p in sorted(set(questions[n]["probes_right"])
+                                                  | set(questions[n]["probes_wrong"]))]
+    y = list(range(len(rows)))[::-1]
+    used.barh([i + 0.2 for i in y], [questions[n]["probes_right"].get(p, 0) for n, p in rows],
+              0.4, color=RIGHT_COLOR, label="passed")
+    used.barh([i - 0.2 for i in y], [questions[n]["probes_wrong"].get(p, 0) for n, p in rows],
+              0.4, color=WRONG_COLOR, label="did not pass")
+    used.set_yticks(y, [f"{n}: {p}" for n, p in rows], fontsize=8)
+    used.set_xlim(0, 1.0)
+    used.set_xlabel("share of learners who used the probe")
     used.set_title("Probes used: passed vs did not pass")
-    used.legend(loc="lower right", fontsize=8, frameon=False)
+    used.legend(loc="lower right", fontsize=8)
     data, labels, colors = [], [], []
     for n in names:
         for key, label, color in (("minutes_right", "passed", RIGHT_COLOR),
-                                  ("minutes_wrong", "not", WRONG_COLOR)):
+                                  ("minutes_wrong", "did not", WRONG_COLOR)):
             data.append(questions[n][key] or [float("nan")])
             labels.append(f"{n}\n{label}")
             colors.append(color)
@@ -147,30 +148,31 @@ def chart(questions: dict, path: Path) -> Path:
     for patch, color in zip(boxes["boxes"], colors):
         patch.set_facecolor(color)
         patch.set_alpha(0.5)
-    minutes.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    minutes.set_xticks(range(1, len(labels) + 1), labels, fontsize=8, rotation=25, ha="right")
     minutes.set_ylabel("minutes (answer file opened to saved)")
     minutes.set_title("Time taken")
-    fig.subplots_adjust(left=0.2, right=0.98, top=0.94, bottom=0.1, hspace=0.35, wspace=0.55)
+    fig.subplots_adjust(left=0.2, right=0.98, top=0.95, bottom=0.13, hspace=0.42, wspace=0.12)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
 
 
-def _mean_share(questions: dict, key: str, probe: str) -> float:
-    shares = [q[key].get(probe, 0.0) for q in questions.values() if q[key]]
-    return statistics.fmean(shares) if shares else 0.0
-
-
-def _hbars(ax, items: list[tuple[str, int]], color: str, title: str, xlabel: str) -> None:
+def _labelled_bars(ax, items: list[tuple[str, int]], color: str, title: str,
+                   xlabel: str) -> None:
+    """Horizontal bars with their (long) labels written above each bar, inside the axes."""
     ax.set_title(title)
+    ax.set_yticks([])
     if not items:
         ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])
-        ax.set_yticks([])
         return
-    items = items[::-1]
-    ax.barh(range(len(items)), [c for _, c in items], color=color)
-    ax.set_yticks(range(len(items)), [t for t, _ in items], fontsize=8)
+    top = max(c for _, c in items)
+    for i, (text, count) in enumerate(items):
+        y = len(items) - 1 - i
+        ax.barh(y, count, 0.45, color=color)
+        ax.text(top * 0.01, y + 0.3, f"{text}: {count}", fontsize=8, va="bottom")
+    ax.set_ylim(-0.5, len(items) - 0.1)
+    ax.set_xlim(0, top * 1.05)
     ax.set_xlabel(xlabel)
     ax.xaxis.get_major_locator().set_params(integer=True)
 
