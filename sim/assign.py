@@ -211,8 +211,10 @@ def play_assignment(path: Path | None, say: Say, ask: Ask, scenario_id: str | No
         if key.lower() == "help":
             return "this assignment's probes:\n" + "\n".join(f"  {k}" for k in evidence)
         if key not in evidence:
-            return (f"'{key}' is not in this assignment's evidence; 'help' lists the probe "
-                    "lines it holds")
+            same = [k for k in evidence if k.split()[0] == key.split()[0]]
+            return (f"'{key}' is not in this assignment's evidence; " +
+                    (f"it holds: {', '.join(same)}" if same else
+                     "'help' lists the probe lines it holds"))
         used.append(key)
         _save(folder, answer)
         return evidence[key]

@@ -49,7 +49,7 @@ CAUSE_POINTS, FIX_POINTS = 0.4, 0.6
 FIX_CREDIT = {"resolved": 1.0, "shotgun": 0.5, "workaround": 0.5, "masked": 0.0,
               "not_resolved": 0.0, "timed_out": 0.0, "crashed": 0.0, "none": 0.0}
 TIME_LIMIT_S = 120.0           # per answer: the broken run and every re-run of its fix, in
-WALL_BACKSTOP = 3              # CPU seconds (Linux), and never more than 3x that of wall time
+WALL_BACKSTOP = 10             # CPU seconds (Linux), and never more than 10x that in wall time
 MEMORY_CAP_MB = 4096           # per worker process (address space)
 ANSWER_NAMES = ("answer.json",)
 

@@ -46,9 +46,10 @@ _TEXT = threading.local()
 
 
 @contextlib.contextmanager
-def large_text(scale: float = 1.6):
-    """Plots drawn inside it have text (and lines) `scale` times larger, at the same pixel
-    size: for a projector (`play --present`). The figure shrinks in inches, its dpi grows."""
+def large_text(scale: float = 1.4):
+    """Plots drawn inside it have text (and lines) `scale` times larger, at about the same
+    pixel size: for a projector (`play --present`). The figure shrinks in inches and its dpi
+    grows; the image is cut to what is drawn, so text past the margins stays in."""
     before = getattr(_TEXT, "scale", 1.0)
     _TEXT.scale = scale
     try:
@@ -105,7 +106,9 @@ def _finish(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # zlib level 1: encodes in about two thirds of the default level's time; ~10% larger
-    fig.savefig(path, dpi=fig.dpi, format="png", pil_kwargs={"compress_level": 1})
+    # larger text (projector mode) may reach past the margins: the image grows to hold it
+    tight = {"bbox_inches": "tight", "pad_inches": 0.08} if fig.dpi != DPI else {}
+    fig.savefig(path, dpi=fig.dpi, format="png", pil_kwargs={"compress_level": 1}, **tight)
     return path
 
 
