@@ -130,7 +130,7 @@ def main() -> int:
             failed |= verdict == "MISS"
             name = f"{len(book.rows)} files, {label}" + (f", 1 hangs ({limit:g} s)" if hang
                                                         else "")
-            print(f"{name:<34} {wall:>7.1f} {cpu:>7.1f} {load:>5.2f}  {book.runs:>6} "
+            print(f"{name:<34} {wall:>7.2f} {cpu:>7.2f} {load:>5.2f}  {book.runs:>6} "
                   f"{book.cached:>6}  {verdict or '-'}{f' (<= {target:g} s)' if verdict else ''}")
         if not hang:
             counts = {}
