@@ -257,7 +257,9 @@ def rerun(job: dict) -> dict:
     reasons = [f"{c.name}: {c.detail}" for c in verdict.after_checks if not c.ok]
     if verdict.after.status == "error" and "allocate memory" in (verdict.after.error or ""):
         fix_verdict = "crashed"
-        reasons = [f"the re-run went past the memory cap: {verdict.after.error[-160:]}"]
+        error = verdict.after.error
+        detail = error[error.find("can't allocate"):]
+        reasons = [f"the re-run went past the memory cap ({detail.split('. ')[0]})"]
     elif fix_verdict == "workaround":
         reasons = [f"a workaround, not a fix: {cost}" for cost in verdict.costs]
     elif fix_verdict == "masked":
