@@ -186,14 +186,15 @@ def play_options(command):
     return command
 
 
-def play_and_exit(incident, out, timed, probe_lines, cause, fixes, sets) -> None:
+def play_and_exit(incident, out, timed, probe_lines, cause, fixes, sets,
+                  present: bool = False) -> None:
     """Play an incident (validated answers first) and exit 0 if the answer passed, else 1."""
     from .sim.play import play
     app.validate_answer(incident, cause, fixes, sets)
     out = out or app.default_out(incident)
     with on_interrupt(f"partial output in {out}/"):
         verdict = play(incident, out, click.echo, ask, probe_lines, cause, fixes, sets,
-                       app.attempt(timed))
+                       app.attempt(timed), present)
     sys.exit(0 if verdict.passed else 1)
 
 
@@ -202,16 +203,24 @@ def play_and_exit(incident, out, timed, probe_lines, cause, fixes, sets) -> None
 @play_options
 @click.option("--timed", metavar="TIME", help="Interview drill: a time limit (15m, 90s) with "
               "a countdown, then a rubric.")
-def play_command(scenario_id, seed, probe_lines, cause, fixes, sets, out, timed) -> None:
+@click.option("--assignment", type=click.Path(path_type=Path),
+              help="Work on a class assignment (its folder): writes its answer file.")
+@click.option("--present", is_flag=True,
+              help="Projector mode: large plot text, a pause before each reveal.")
+def play_command(scenario_id, seed, probe_lines, cause, fixes, sets, out, timed, assignment,
+                 present) -> None:
     """Play a scenario: read the story, investigate, name the cause, fix it, see the re-run.
 
     Without SCENARIO_ID, continue with the next unsolved scenario."""
+    from .sim.assign import play_assignment
     with usage_errors():
+        if assignment:
+            return play_assignment(assignment, click.echo, ask, scenario_id)
         if scenario_id is None:
             scenario_id, seed = app.next_to_play(seed)
             click.echo(f"Next unsolved: {scenario_id}, seed {seed}")
         incident = app.incident(scenario_id, app.pick_seed(seed))
-        play_and_exit(incident, out, timed, probe_lines, cause, fixes, sets)
+        play_and_exit(incident, out, timed, probe_lines, cause, fixes, sets, present)
 
 
 @cli.command("drill")
@@ -334,6 +343,89 @@ def quiz_take_command(folder, results) -> None:
     with usage_errors():
         taken, path = app.take_quiz_pack(folder, click.echo, ask, results)
     click.echo("\n".join(result_lines(taken)) + f"\nResults: {path}")
+
+
+@cli.group("class")
+def class_group() -> None:
+    """Instructor-led exercises: a class folder with its own key and roster."""
+
+
+@class_group.command("init")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The class's name.")
+@click.option("--roster", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV of learner ids (column 'learner', or the first column).")
+@click.option("--learners", type=click.IntRange(1, 10_000), help="Or: N numbered learners.")
+def class_init_command(folder, name, roster, learners) -> None:
+    """Make a class folder: a secret key (mode 600), the roster and the config."""
+    from .sim import classroom
+    with usage_errors():
+        made = classroom.init(folder, name, learners, roster)
+    click.echo(f"class '{made.name}': {len(made.learners)} learners in {folder}/ "
+               f"(keep {folder}/key to yourself)\nnext: debugsim assign {folder} SCENARIO")
+
+
+@cli.command("assign")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("scenario_ids", nargs=-1, required=True)
+@click.option("--due", help="When it is due (written into each assignment), e.g. 2026-12-01.")
+def assign_command(folder, scenario_ids, due) -> None:
+    """Write each learner's own variant of each scenario as an assignment folder."""
+    from .sim import assign, classroom
+    with usage_errors():
+        written = assign.assign(classroom.load(folder), scenario_ids, due, progress=_bar)
+    click.echo(f"\n{len(written)} assignments in {folder}/assignments/LEARNER/SCENARIO/; "
+               "hand each learner their folder (never the class folder)")
+
+
+@cli.command("grade")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("submissions", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--jobs", type=click.IntRange(1, 64), help="Worker processes (default: CPUs).")
+@click.option("--time-limit", type=click.FloatRange(min=0.1), default=120, show_default=True,
+              help="Seconds per answer's re-runs.")
+@click.option("--memory-cap", type=click.IntRange(min=256), default=4096, show_default=True,
+              help="MB of address space per worker.")
+def grade_command(folder, submissions, jobs, time_limit, memory_cap) -> None:
+    """Grade a class's answer files (files or folders) by re-running every fix."""
+    from .sim import classgrade, classroom
+    with usage_errors():
+        book = classgrade.grade(classroom.load(folder), submissions, jobs, time_limit,
+                                memory_cap, progress=lambda *a: _bar(*a[:2], a[2]))
+    click.echo("\n" + "\n".join(classgrade.summary_lines(book)))
+
+
+@cli.command("report")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def report_command(folder) -> None:
+    """A class report from the last grading: Markdown and a PNG chart."""
+    from .sim import classreport, classroom
+    with usage_errors():
+        written = classreport.write_report(classroom.load(folder))
+    click.echo(f"report: {written[0]} (chart: {written[1]})")
+
+
+@cli.command("handout")
+@click.argument("scenario_id")
+@click.option("--cause", help="The cause to show (default: drawn from the seed).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md",
+              show_default=True)
+@click.option("--answers", is_flag=True, help="Also write the answer key (a separate file).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder.")
+def handout_command(scenario_id, cause, seed, fmt, answers, out) -> None:
+    """A printable handout (story, log excerpt, plots, questions); the key only with --answers."""
+    from .sim import handout
+    with usage_errors():
+        written = handout.write_handout(scenario_id, seed, cause, fmt, answers, out)
+    click.echo("\n".join(f"wrote {path}" for path in written))
+
+
+def _bar(done: int, total: int, cached: int | None = None) -> None:
+    """A progress bar on stderr (only where a person watches)."""
+    if sys.stderr.isatty():
+        from .sim.classgrade import progress_bar
+        click.echo(progress_bar(done, total, cached), err=True, nl=False)
 
 
 @cli.group("dev")

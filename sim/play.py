@@ -9,7 +9,9 @@ trying — then it is recorded as a reveal, seen but not solved.
 
 `hint` at the probe prompt gives the next staged hint (recorded; it costs score). Each graded
 attempt is scored (`sim/score.py`) with the reason for every lost point. A timed attempt (the
-interview drill) shows the time left at every prompt and ends with the drill's rubric.
+interview drill) shows the time left at every prompt and ends with the drill's rubric. In
+projector mode (`present`) the plots have large text and each reveal waits, with a discussion
+prompt, until the presenter presses Enter.
 """
 from __future__ import annotations
 
@@ -25,17 +27,35 @@ Say = Callable[[str], None]
 Ask = Callable[[str], "str | None"]          # None: the input ended; may raise KeyboardInterrupt
 
 
+# Projector mode: what the room discusses before each reveal.
+PROMPTS = {
+    "investigate": "What would you check first, and why?",
+    "rerun": "Before the re-run: what do you expect it to show if this is the cause?",
+    "debrief": "What would you check next, and why? Which evidence would change your mind?",
+}
+
+
 def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequence[str] = (),
          cause_answer: str | None = None, fix_ids: Sequence[str] = (), settings=None,
-         attempt: Attempt | None = None):
+         attempt: Attempt | None = None, present: bool = False):
     """Play one incident to its final verdict; returns it. `attempt` (e.g. with a time limit)
-    collects the probes and the time; a timed one ends with the drill's rubric."""
+    collects the probes and the time; a timed one ends with the drill's rubric. `present`:
+    projector mode, with large text in the plots and a pause with a discussion prompt before
+    each reveal (the re-run's verdict, the debrief)."""
+    from contextlib import nullcontext
+    from .plots import large_text
+    with large_text() if present else nullcontext():
+        return _play(incident, out, say, ask, probe_lines, cause_answer, fix_ids, settings,
+                     attempt or Attempt(), present)
+
+
+def _play(incident, out, say, ask, probe_lines, cause_answer, fix_ids, settings, attempt,
+          present):
     scenario, engine = incident.scenario, incident.engine
     sets = app.parse_settings(scenario, settings)
     interactive = cause_answer is None and not probe_lines
-    attempt = attempt or Attempt()
-    plain_ask = ask
-    ask = _timed(ask, attempt)
+    plain_ask, ask = ask, _timed(ask, attempt)
+    pause = _pause if present else (lambda *args: None)
     say(f"=== {scenario.title} ({scenario.id}, seed {incident.seed}) ===\n")
     say(scenario.story + "\n")
     say("\n".join(app.changes(incident)) + "\n")
@@ -53,9 +73,13 @@ def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequenc
             say(f"probe> {line}\n{probe(line)}")
         while True:
             if interactive:
-                _investigate(incident, before, probe, say, ask, attempt)
-            named = cause_answer or _ask_cause(scenario, say, ask)
+                pause(say, ask, PROMPTS["investigate"], "start investigating")
+                from .prompt import completion
+                with completion(scenario, before):
+                    investigate_with(probe, say, ask, attempt)
+            named = cause_answer or ask_cause(scenario, say, ask)
             chosen = (list(fix_ids), sets) if (fix_ids or sets) else _ask_fix(incident, say, ask)
+            pause(say, ask, PROMPTS["rerun"], "re-run with this fix")
             finish_drawing()
             verdict = _grade(incident, named, chosen, before, out, say, attempt)
             if verdict.passed or not interactive or not _yes(ask("Try again? [y/N]>")):
@@ -66,6 +90,7 @@ def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequenc
         from .drill import rubric_lines
         justification = _required(plain_ask("In one line, why is it this cause?>"))
         say("\n" + "\n".join(rubric_lines(incident, verdict, attempt, justification)) + "\n")
+    pause(say, ask, PROMPTS["debrief"], "reveal the cause")
     _debrief(incident, verdict, say)
     return verdict
 
@@ -73,6 +98,12 @@ def play(incident: Prepared, out: Path, say: Say, ask: Ask, probe_lines: Sequenc
 def _timed(ask: Ask, attempt: Attempt) -> Ask:
     """Prompts of a timed attempt start with the time left."""
     return (lambda prompt: ask(attempt.countdown() + prompt)) if attempt.limit_s else ask
+
+
+def _pause(say: Say, ask: Ask, prompt: str, then: str) -> None:
+    """Projector mode: a discussion prompt, then nothing more until Enter is pressed."""
+    say(f"\n>>> Discuss: {prompt}")
+    ask(f"[press Enter to {then}]")
 
 
 def _probe_or_hint(line: str, incident: Prepared, before, plot_dir: Path,
@@ -85,27 +116,27 @@ def _probe_or_hint(line: str, incident: Prepared, before, plot_dir: Path,
     return run_probe(line, before, plot_dir)
 
 
-def _investigate(incident: Prepared, before, probe: Callable[[str], str], say: Say, ask: Ask,
-                 attempt: Attempt) -> None:
-    from .prompt import completion
-    say("Investigate with probes; 'help' lists them, 'hint' gives a hint (it costs points), "
-        "an empty line moves on.")
-    with completion(incident.scenario, before):
-        while not attempt.over_time():
-            try:
-                line = ask("probe>")
-            except KeyboardInterrupt:
-                say("")
-                if _yes(ask("Quit this incident? [y/N]>")):
-                    raise
-                continue
-            if line is None or line.strip().lower() in ("", "done", "q", "quit"):
-                return
-            say(probe(line))
+def investigate_with(serve: Callable[[str], str], say: Say, ask: Ask,
+                     attempt: Attempt | None = None) -> None:
+    """The probe prompt: each line is answered by `serve` until an empty line (or, in a timed
+    attempt, until the time is up). With an attempt, 'hint' is on offer too."""
+    offer = "'hint' gives a hint (it costs points), " if attempt else ""
+    say(f"Investigate with probes; 'help' lists them, {offer}an empty line moves on.")
+    while not (attempt and attempt.over_time()):
+        try:
+            line = ask("probe>")
+        except KeyboardInterrupt:
+            say("")
+            if _yes(ask("Quit this incident? [y/N]>")):
+                raise
+            continue
+        if line is None or line.strip().lower() in ("", "done", "q", "quit"):
+            return
+        say(serve(line))
     say("Time is up: name the cause and the fix now.")
 
 
-def _ask_cause(scenario, say: Say, ask: Ask) -> str:
+def ask_cause(scenario, say: Say, ask: Ask) -> str:
     say("\nWhat is the root cause?")
     for index, option in enumerate(scenario.causes, 1):
         say(f"  [{index}] {option.title}")
@@ -118,21 +149,39 @@ def _ask_cause(scenario, say: Say, ask: Ask) -> str:
 
 
 def _ask_fix(incident: Prepared, say: Say, ask: Ask):
-    scenario = incident.scenario
+    return ask_fix_answer(incident.scenario, say, ask,
+                          lambda fixes, sets: app.with_fixes(incident, fixes, sets))
+
+
+def ask_fix_answer(scenario, say: Say, ask: Ask, check=None) -> tuple[list[str], dict]:
+    """Fixes and settings, asked again until usable: checked against the scenario's envelope
+    and for fixes that contradict each other (`check`, else the scenario's own rules),
+    without running anything."""
+    from .engines import get
     say("\nWhich fix? Pick letters/ids, and/or settings such as lr=1e-3 grad_clip=1")
     for index, option in enumerate(scenario.fixes):
         say(f"  [{chr(ord('a') + index)}] {option.title}")
     while True:
         answer = _required(ask("fix>"))
         try:
-            fixes, sets = parse_fix_answer(answer, scenario, incident.engine)
+            fixes, sets = parse_fix_answer(answer, scenario, get(scenario.engine))
             if fixes or sets:
-                app.with_fixes(incident, fixes, sets)        # the envelope, contradictions
+                (check or _check_answer(scenario))(fixes, sets)
                 return fixes, sets
         except (LookupError, ValueError) as error:
             say(f"  {error.args[0]}")
             continue
         say("  (a fix or a setting, please)")
+
+
+def _check_answer(scenario):
+    def check(fixes, sets) -> None:
+        for key in sets:
+            scenario.check_setting(key)
+        conflict = scenario.conflict(fixes)
+        if conflict:
+            raise ValueError(conflict)
+    return check
 
 
 def _grade(incident: Prepared, named: str, chosen, before, out: Path, say: Say,

@@ -21,6 +21,7 @@ one renderer per image size shared by the figures written, so text is measured o
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from pathlib import Path
@@ -41,9 +42,30 @@ NICE_STEPS = (1, 2, 2.5, 5, 10)      # tick spacings: 0.5, 1, 2.5, 5, 10 ..., ne
 # helpers
 # --------------------------------------------------------------------------------------------
 
+_TEXT = threading.local()
+
+
+@contextlib.contextmanager
+def large_text(scale: float = 1.4):
+    """Plots drawn inside it have text (and lines) `scale` times larger, at about the same
+    pixel size: for a projector (`play --present`). The figure shrinks in inches and its dpi
+    grows; the image is cut to what is drawn, so text past the margins stays in."""
+    before = getattr(_TEXT, "scale", 1.0)
+    _TEXT.scale = scale
+    try:
+        yield
+    finally:
+        _TEXT.scale = before
+
+
+def _dpi() -> float:
+    return DPI * getattr(_TEXT, "scale", 1.0)
+
+
 def _figure(width: float, height: float, rows: int = 1, cols: int = 1):
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(width, height), dpi=DPI)
+    scale = getattr(_TEXT, "scale", 1.0)
+    fig = Figure(figsize=(width / scale, height / scale), dpi=_dpi())
     _canvas_class()(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
     return fig, axes
@@ -84,7 +106,9 @@ def _finish(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # zlib level 1: encodes in about two thirds of the default level's time; ~10% larger
-    fig.savefig(path, dpi=DPI, format="png", pil_kwargs={"compress_level": 1})
+    # larger text (projector mode) may reach past the margins: the image grows to hold it
+    tight = {"bbox_inches": "tight", "pad_inches": 0.08} if fig.dpi != DPI else {}
+    fig.savefig(path, dpi=fig.dpi, format="png", pil_kwargs={"compress_level": 1}, **tight)
     return path
 
 
@@ -354,8 +378,8 @@ def _legend(ax) -> float:
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     prop = FontProperties(size=LEGEND_SIZE)
-    pixels = DPI / 72.0
-    width = ax.get_position().width * fig.get_figwidth() * DPI
+    pixels = fig.dpi / 72.0
+    width = ax.get_position().width * fig.get_figwidth() * fig.dpi
     handle = (1.6 + 0.5 + 0.2) * LEGEND_SIZE * pixels      # handle, its pad, the border pad
     gap = 1.2 * LEGEND_SIZE * pixels                       # column spacing
 
