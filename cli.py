@@ -128,9 +128,14 @@ def show_command(scenario_id: str, answers: bool, as_json: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Artifacts folder.")
 @click.option("--track-memory", is_flag=True, help="Count memory on the simulated device.")
 @click.option("--no-plots", is_flag=True, help="Write every file but the plots (faster).")
+@click.option("--memory-snapshot", is_flag=True, help="Also write memory_snapshot.pickle: the "
+              "allocation history for PyTorch's memory visualiser (pytorch.org/memory_viz).")
+@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Also write TensorBoard event files there (pip install "
+                   "'debugsim[tensorboard]').")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, no table.")
 def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, no_plots,
-                as_json) -> None:
+                memory_snapshot, tensorboard, as_json) -> None:
     """Run a scenario non-interactively and write its artifacts."""
     with usage_errors():
         prepared = app.to_run(scenario_id, seed, cause, fixes, sets)
@@ -138,14 +143,15 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, no_plo
     if not as_json:
         click.echo("\n".join([f"{prepared.scenario.id}: seed {seed} -> {out}/",
                               *app.changes(prepared)]))
-    with on_interrupt(f"partial metrics in {out}/metrics.jsonl"):
-        result = app.run(prepared, out, live=not as_json, track_memory=track_memory or None,
-                         plots=not no_plots)
+    with on_interrupt(f"partial metrics in {out}/metrics.jsonl"), usage_errors():
+        result = app.run(prepared, out, not as_json, track_memory or None, not no_plots,
+                         memory_snapshot, tensorboard)
     if as_json:
         return emit_json({"scenario": prepared.scenario.id, "seed": seed, "out": str(out),
                           "summary": result.summary})
     click.echo("\n".join(prepared.engine.summary_lines(result)))
-    click.echo(f"artifacts: {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
+    click.echo(f"artifacts: {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})"
+               + (f"\nTensorBoard: tensorboard --logdir {tensorboard}" if tensorboard else ""))
 
 
 @cli.command("check")
