@@ -296,6 +296,25 @@ def reveal_command(scenario_id, seed, as_json) -> None:
     click.echo(f"Resolved by: {', '.join(shown['resolved_by'])}\n\n{shown['debrief']}")
 
 
+@cli.command("doctor")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--floor", type=float, help="The lowest loss this task can reach, if known "
+              "(slow progress is then judged against it).")
+@click.option("--json", "as_json", is_flag=True)
+def doctor_command(path, floor, as_json) -> None:
+    """Diagnose a training log: debugsim's metrics.jsonl, Hugging Face trainer_state.json, CSV
+    with a header, TensorBoard event files (a file, or a folder holding one).
+
+    Each finding says what it saw, where, how sure it is, likely causes, what to check next
+    and which debugsim scenario trains it. Reads the log only."""
+    from .sim.doctor import render
+    with usage_errors():
+        diagnosis = app.doctor(path, floor)
+    if as_json:
+        return emit_json(diagnosis.to_dict())
+    click.echo("\n".join(render(diagnosis)))
+
+
 QUIZ_RESULTS = click.option("--results", type=click.Path(dir_okay=False, path_type=Path),
                             help="Where to write the results (JSON).")
 

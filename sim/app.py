@@ -397,6 +397,16 @@ def reveal(scenario_or_id, seed: int, key: str | None = None) -> dict:
             "interview_question": spec.interview_question, "debrief": spec.debrief}
 
 
+def doctor(path: Path, floor: float | None = None):
+    """Diagnose a training log (debugsim, Hugging Face, CSV, TensorBoard) from the log alone;
+    UsageError for a path or format the doctor cannot read."""
+    from . import doctor as log_doctor
+    try:
+        return log_doctor.diagnose(path, floor)
+    except (log_doctor.DoctorError, OSError) as error:
+        raise UsageError(str(error).splitlines()[0]) from None
+
+
 QUIZ_DIR = Path("debugsim-quiz")
 
 

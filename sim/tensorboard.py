@@ -43,7 +43,10 @@ def require():
 
 def write_run(result, logdir: Path, plots=()) -> Path:
     """Write the run's scalars and `plots` (PNG paths) as TensorBoard events under `logdir`."""
+    import logging
     writer_class = require()
+    # tensorboardX warns once per NaN scalar; a NaN here is the run's evidence, not a mistake
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
     logdir = Path(logdir)
     logdir.mkdir(parents=True, exist_ok=True)
     writer = writer_class(logdir=str(logdir))

@@ -34,7 +34,7 @@ def nonfinite(log) -> Finding | None:
         return Finding(
             "nonfinite", "nonfinite_from_start",
             f"{seen}, from the first steps on (step {first}); there was no climb before it",
-            steps_text(bad), 0.9,
+            steps_text(bad, steps), 0.9,
             f"first bad step within the first {FROM_START + 1} logged steps and >= "
             f"{PERSISTENT:.0%} of the steps after it bad",
             ("an operation that is NaN for some inputs on every batch: softmax over a fully "
@@ -49,7 +49,7 @@ def nonfinite(log) -> Finding | None:
         return Finding(
             "nonfinite", "nonfinite_isolated",
             f"{seen}, isolated: the loss is healthy on the steps around them",
-            steps_text(bad), 0.85 if len(bad) <= 0.2 * len(steps) else 0.6,
+            steps_text(bad, steps), 0.85 if len(bad) <= 0.2 * len(steps) else 0.6,
             f"< {PERSISTENT:.0%} of the steps after the first bad one are bad and the loss "
             "returns to its level",
             ("a particular batch: no supervised tokens (0/0 in a token mean), an empty or "
@@ -63,7 +63,7 @@ def nonfinite(log) -> Finding | None:
         return Finding(
             "nonfinite", "divergence",
             f"{seen}, from step {first} on, after a climb: {climb}",
-            steps_text(bad), 0.9,
+            steps_text(bad, steps), 0.9,
             f"grad norm before the first bad step >= {CLIMB:g}x its early median, or the loss "
             f">= {LOSS_CLIMB:g}x its lowest value",
             ("the learning rate is too high (or a schedule that keeps raising it)",
@@ -73,7 +73,7 @@ def nonfinite(log) -> Finding | None:
             ("nan_loss", "bad_lr"), "failure")
     return Finding(
         "nonfinite", "nonfinite_sudden",
-        f"{seen}, from step {first} on, without a climb before it", steps_text(bad), 0.5,
+        f"{seen}, from step {first} on, without a climb before it", steps_text(bad, steps), 0.5,
         f"neither from the start nor isolated nor after a climb (>= {CLIMB:g}x grad norm)",
         ("one bad batch whose NaN reached the weights (every step after is NaN)",
          "an op that overflows for some inputs", "fp16 overflow"),
