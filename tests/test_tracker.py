@@ -119,7 +119,7 @@ def test_over_budget_raises_with_the_figures_of_the_failing_allocation():
     assert isinstance(error, torch.OutOfMemoryError)           # what real code catches
     assert str(error).startswith("CUDA out of memory. Tried to allocate 2.00 KiB. GPU 0 "
                                  "(simulated device) has a total capacity of 3.00 KiB of "
-                                 "which 1.00 KiB is free.")
+                                 "which 1024 bytes is free.")
     del keep
 
 
