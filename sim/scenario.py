@@ -201,6 +201,9 @@ class Scenario:
     decoys: tuple[Change, ...] = ()
     harms: tuple[str, ...] = ()           # fixes that break even a healthy run (a trap)
     evidence: str = "loss"                # the signal the before/after chart of a verdict shows
+    # The team's code a learner can read with the `code` probe: slots of `sim/implementations.py`
+    # (config.IMPLEMENTATIONS), shown as the function each run really ran.
+    code: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         cause_ids = {c.id for c in self.causes}
@@ -212,6 +215,11 @@ class Scenario:
                 for fix_id in fix_ids_for_cause:
                     if fix_id not in fix_ids:
                         raise ValueError(f"{self.id}: verdict table names unknown fix {fix_id}")
+
+        from .config import IMPLEMENTATIONS
+        unknown = [slot for slot in self.code if slot not in IMPLEMENTATIONS]
+        if unknown:
+            raise ValueError(f"{self.id}: code names unknown slots {', '.join(unknown)}")
 
     def cause(self, cause_id: str) -> Cause:
         for cause in self.causes:
