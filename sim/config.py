@@ -66,6 +66,9 @@ class TrainConfig:
     # `sim/implementations.py`); never a setting, never in a config file ---
     logits_processing: str = "penalty_then_ban"   # decoding: repetition controls on the scores
     kv_cache_update: str = "store_each_step"      # decoding: how the KV cache grows
+    sft_template: str = "with_eos"                # sft data: how a pair becomes token ids
+    sft_labels: str = "response_and_eos"          # sft data: which tokens carry a label
+    label_shift: str = "one_ahead"               # sft data: how targets line up with inputs
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -88,6 +91,9 @@ class TrainConfig:
 IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "logits_processing": ("penalty_then_ban", "penalty_when_sampling"),
     "kv_cache_update": ("store_each_step", "store_on_prefill"),
+    "sft_template": ("with_eos", "without_eos"),
+    "sft_labels": ("response_and_eos", "response_words", "whole_example"),
+    "label_shift": ("one_ahead", "same_position"),
 }
 
 # Fields that model how the code is written (a code bug is injected by setting one), not

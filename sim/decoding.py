@@ -126,6 +126,34 @@ def nucleus(probs, top_p: float):
     return torch.zeros_like(probs).scatter(1, order, sorted_probs)
 
 
+def answer_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
+    """SFT: answer held-out prompts ([BOS] prompt [SEP]) with the run's decoding settings, each
+    answer cut after its first EOS, and measure them: `stop_rate` (share of answers that end
+    with EOS within `gen_tokens`), `answer_words` (mean words before the stop) and `valid_rate`
+    (share of answer transitions the grammar allows, the prompt's last two words as context;
+    a special token in an answer counts as a wrong word)."""
+    from .data import EOS, FIRST_WORD
+    valid = run.stream.grammar.valid
+    answers, stops, words, good, total = [], 0, 0, 0, 0
+    for prompt in run.stream.answer_prompts(N_PROMPTS):
+        out = generate(run.model, torch.tensor([prompt]), run.config, callbacks, run=run)
+        answer = out[0, len(prompt):].tolist()
+        if EOS in answer:
+            answer = answer[:answer.index(EOS) + 1]
+            stops += 1
+        answers.append(answer)
+        context = prompt[-3:-1]
+        for token in answer:
+            if token == EOS:
+                break
+            good += token >= FIRST_WORD and valid(*context, token)
+            total += 1
+            context = [context[1], token]
+        words += sum(t >= FIRST_WORD for t in answer)
+    return answers, {"stop_rate": stops / len(answers), "answer_words": words / len(answers),
+                     "valid_rate": good / total if total else 1.0}
+
+
 def sample_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
     """Generate continuations of the run's prompts with its decoding settings and measure them.
 
@@ -133,6 +161,8 @@ def sample_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
     `repetition.summarize` plus `valid_rate`, the share of generated transitions the toy
     grammar allows (judged with the prompt as context for the first two tokens).
     """
+    if run.config.data == "sft":
+        return answer_and_measure(run, callbacks)
     prompts = run.stream.prompts(N_PROMPTS, PROMPT_LEN)
     full = generate(run.model, prompts, run.config, callbacks, run=run).cpu().tolist()
     samples = [seq[PROMPT_LEN:] for seq in full]

@@ -36,6 +36,9 @@ from .config import IMPLEMENTATIONS
 HOMES: dict[str, tuple[str, str]] = {
     "logits_processing": ("decoding", "decoding: the repetition controls on the next-token scores"),
     "kv_cache_update": ("models", "attention: how the KV cache grows while decoding"),
+    "sft_template": ("data", "data: how a prompt/response pair becomes token ids"),
+    "sft_labels": ("data", "data: which tokens of an example the loss sees"),
+    "label_shift": ("data", "data: how a batch's targets line up with its inputs"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}
