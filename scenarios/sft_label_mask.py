@@ -84,16 +84,16 @@ SCENARIO = Scenario(
             explanation=(
                 "The label mask starts at the first token instead of after SEP, so the loss\n"
                 "also asks the model to predict the prompt. Per token that looks like more\n"
-                "data, and the training loss falls faster than last week's. But the model now\n"
+                "data, and the training loss looks as healthy as last week's. But the model now\n"
                 "spends its capacity predicting prompts, and EOS becomes a far smaller share of\n"
                 "the tokens it is trained to predict (the last three tokens of a prompt look\n"
                 "just like those of an answer to this model): EOS is never the most likely next\n"
                 "token, so greedy answers run to the token limit. The\n"
                 "held-out loss on responses is only a little worse, which is why the training\n"
                 "curve hides it. `mask ROW` shows labels on prompt positions."),
-            tell="answers never end with EOS; the training loss ends lower than a healthy run's "
-                 "while the held-out loss is close to healthy; prompt positions carry labels "
-                 "(mask ROW: 'in loss' before the <sep>)",
+            tell="answers never end with EOS; the training and held-out losses both look close "
+                 "to healthy; prompt positions carry labels (mask ROW: 'in loss' before the "
+                 "<sep>)",
             changes=(MASK_CODE,),
             signal=Tell("mask ROW", labels_before_separator),
             hints=("Read some answers (samples), then one training example token by token "
