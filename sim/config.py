@@ -59,10 +59,16 @@ class TrainConfig:
     top_k: int = 0                  # 0 = off
     top_p: float = 1.0              # 1.0 = off
     repetition_penalty: float = 1.0 # 1.0 = off
-    apply_repetition_penalty: bool = True  # code: whether the decoding loop applies it
     no_repeat_ngram: int = 0        # 0 = off
     gen_tokens: int = 40            # tokens generated per sample
     kv_cache: bool = True
+    # --- code: which way each replaceable function of the team's code is written (see
+    # `sim/implementations.py`); never a setting, never in a config file ---
+    logits_processing: str = "penalty_then_ban"   # decoding: repetition controls on the scores
+    kv_cache_update: str = "store_each_step"      # decoding: how the KV cache grows
+    sft_template: str = "with_eos"                # sft data: how a pair becomes token ids
+    sft_labels: str = "response_and_eos"          # sft data: which tokens carry a label
+    label_shift: str = "one_ahead"               # sft data: how targets line up with inputs
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -80,13 +86,25 @@ class TrainConfig:
         return self.batch_size * self.grad_accum_steps * self.seq_len
 
 
+# The replaceable functions of the team's code (`sim/implementations.py`): the TrainConfig field
+# that picks one, and the names of its implementations, the usual (healthy) one first.
+IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
+    "logits_processing": ("penalty_then_ban", "penalty_when_sampling"),
+    "kv_cache_update": ("store_each_step", "store_on_prefill"),
+    "sft_template": ("with_eos", "without_eos"),
+    "sft_labels": ("response_and_eos", "response_words", "whole_example"),
+    "label_shift": ("one_ahead", "same_position"),
+}
+
 # Fields that model how the code is written (a code bug is injected by setting one), not
 # settings a user writes in a config file.
-IMPLEMENTATION_FIELDS = ("attn_mask_value", "apply_repetition_penalty", "lr_scale")
+IMPLEMENTATION_FIELDS = ("attn_mask_value", "lr_scale",
+                         *IMPLEMENTATIONS)
 
 # Fields only decoding reads: two runs that differ only in these train the same model.
 DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
-                   "apply_repetition_penalty", "no_repeat_ngram", "gen_tokens", "kv_cache")
+                   "no_repeat_ngram", "gen_tokens", "kv_cache",
+                   "logits_processing", "kv_cache_update")
 
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
 FIXED_REASONS: dict[str, str] = {
@@ -102,9 +120,9 @@ FIXED_REASONS: dict[str, str] = {
     "gen_tokens": "it changes the measurement (how much text is judged), not the model",
     "seed": "the seed is the incident itself",
     "attn_mask_value": "it is how the code is written, not a setting: use the named fix",
-    "apply_repetition_penalty": "it is how the code is written, not a setting: use the named "
-                                "fix",
     "lr_scale": "it is how the code is written, not a setting: change lr instead",
+    **{slot: "it is how the code is written, not a setting: use the named fix"
+       for slot in IMPLEMENTATIONS},
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -117,6 +135,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("fp32", "fp16", "bf16"),
     "decode": ("greedy", "sample"),
     "device": ("cpu", "cuda"),
+    **IMPLEMENTATIONS,
 }
 
 # (lowest allowed, whether the lowest itself is allowed)

@@ -7,8 +7,8 @@ with no cache to get wrong). Each step turns the last position's logits into a t
     logits -> repetition penalty -> no-repeat-n-gram ban -> greedy argmax
                                                          or temperature -> top-k -> top-p -> sample
 
-Callbacks see every cached forward pass through `on_decode_step` (that is where the KV-cache
-faults in `team_code.py` live).
+Callbacks see every cached forward pass through `on_decode_step`. How the scores are adjusted
+and how the KV cache grows are replaceable functions (`sim/implementations.py`).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch
 
 from . import repetition
 from .callbacks import CallbackList
+from .implementations import chosen, implements
 from .models import KVCache, TinyTransformer
 
 N_PROMPTS = 16
@@ -37,7 +38,8 @@ def generate(model, prompts, config, callbacks=(), run=None) -> torch.LongTensor
     gen = torch.Generator().manual_seed(config.seed + SAMPLE_SEED_OFFSET)
     tokens = prompts.to(device)
     # only the transformer keeps keys/values; other models always re-read the prefix
-    cache = KVCache() if config.kv_cache and isinstance(model, TinyTransformer) else None
+    cache = (KVCache(extend=chosen(config, "kv_cache_update"))
+             if config.kv_cache and isinstance(model, TinyTransformer) else None)
     hooks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
     try:
         with torch.no_grad():
@@ -58,11 +60,7 @@ def generate(model, prompts, config, callbacks=(), run=None) -> torch.LongTensor
 
 def choose(logits, tokens, config, gen) -> torch.Tensor:
     """One next token per row from the last-position `logits` (batch, vocab)."""
-    logits = logits.clone()
-    if config.repetition_penalty != 1.0 and config.apply_repetition_penalty:
-        apply_repetition_penalty(logits, tokens, config.repetition_penalty)
-    if config.no_repeat_ngram > 0:
-        ban_repeated_ngrams(logits, tokens, config.no_repeat_ngram)
+    logits = chosen(config, "logits_processing")(logits, tokens, config)
     if config.decode == "greedy":
         return logits.argmax(dim=-1)                   # temperature/top-k/top-p do not apply
     logits = logits / config.temperature
@@ -74,6 +72,30 @@ def choose(logits, tokens, config, gen) -> torch.Tensor:
         probs = nucleus(probs, config.top_p)
     # draw on the CPU: the generator lives there, and a run samples alike on every device
     return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(logits.device)
+
+
+@implements("logits_processing", "penalty_then_ban")
+def processed_logits(logits, tokens, config):
+    """The next-token scores after the generation config's repetition controls: the
+    repetition penalty, then the no-repeat-n-gram ban. Returns a new tensor."""
+    logits = logits.clone()
+    if config.repetition_penalty != 1.0:
+        apply_repetition_penalty(logits, tokens, config.repetition_penalty)
+    if config.no_repeat_ngram > 0:
+        ban_repeated_ngrams(logits, tokens, config.no_repeat_ngram)
+    return logits
+
+
+@implements("logits_processing", "penalty_when_sampling")
+def adjusted_logits(logits, tokens, config):
+    """The next-token scores after the generation config's repetition controls: the
+    repetition penalty, then the no-repeat-n-gram ban. Returns a new tensor."""
+    logits = logits.clone()
+    if config.decode == "sample" and config.repetition_penalty != 1.0:
+        apply_repetition_penalty(logits, tokens, config.repetition_penalty)
+    if config.no_repeat_ngram > 0:
+        ban_repeated_ngrams(logits, tokens, config.no_repeat_ngram)
+    return logits
 
 
 def apply_repetition_penalty(logits, tokens, penalty: float) -> None:
@@ -104,6 +126,34 @@ def nucleus(probs, top_p: float):
     return torch.zeros_like(probs).scatter(1, order, sorted_probs)
 
 
+def answer_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
+    """SFT: answer held-out prompts ([BOS] prompt [SEP]) with the run's decoding settings, each
+    answer cut after its first EOS, and measure them: `stop_rate` (share of answers that end
+    with EOS within `gen_tokens`), `answer_words` (mean words before the stop) and `valid_rate`
+    (share of answer transitions the grammar allows, the prompt's last two words as context;
+    a special token in an answer counts as a wrong word)."""
+    from .data import EOS, FIRST_WORD
+    valid = run.stream.grammar.valid
+    answers, stops, words, good, total = [], 0, 0, 0, 0
+    for prompt in run.stream.answer_prompts(N_PROMPTS):
+        out = generate(run.model, torch.tensor([prompt]), run.config, callbacks, run=run)
+        answer = out[0, len(prompt):].tolist()
+        if EOS in answer:
+            answer = answer[:answer.index(EOS) + 1]
+            stops += 1
+        answers.append(answer)
+        context = prompt[-3:-1]
+        for token in answer:
+            if token == EOS:
+                break
+            good += token >= FIRST_WORD and valid(*context, token)
+            total += 1
+            context = [context[1], token]
+        words += sum(t >= FIRST_WORD for t in answer)
+    return answers, {"stop_rate": stops / len(answers), "answer_words": words / len(answers),
+                     "valid_rate": good / total if total else 1.0}
+
+
 def sample_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
     """Generate continuations of the run's prompts with its decoding settings and measure them.
 
@@ -111,6 +161,8 @@ def sample_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
     `repetition.summarize` plus `valid_rate`, the share of generated transitions the toy
     grammar allows (judged with the prompt as context for the first two tokens).
     """
+    if run.config.data == "sft":
+        return answer_and_measure(run, callbacks)
     prompts = run.stream.prompts(N_PROMPTS, PROMPT_LEN)
     full = generate(run.model, prompts, run.config, callbacks, run=run).cpu().tolist()
     samples = [seq[PROMPT_LEN:] for seq in full]

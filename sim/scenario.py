@@ -73,6 +73,7 @@ class Criterion:
     max_longest_loop: int | None = None      # longest run of a repeating n-gram, in tokens
     min_valid_rate: float | None = None      # share of generated transitions the grammar allows
     min_sequences_seen: int | None = None    # training data budget the recipe was validated on
+    min_stop_rate: float | None = None       # sft: share of answers that end with EOS
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
     # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
@@ -132,6 +133,8 @@ class Criterion:
                self.min_valid_rate, at_least=True)
         _limit(checks, "training sequences seen", summary.get("sequences_seen"),
                self.min_sequences_seen, at_least=True)
+        _limit(checks, "answers that stop", summary.get("stop_rate"), self.min_stop_rate,
+               at_least=True)
         return checks
 
     def describe(self) -> str:
@@ -146,7 +149,8 @@ class Criterion:
                                  ("repeated 3-grams", self.max_repeat_rate, "<"),
                                  ("longest loop", self.max_longest_loop, "<"),
                                  ("grammatical transitions", self.min_valid_rate, ">="),
-                                 ("training sequences seen", self.min_sequences_seen, ">=")):
+                                 ("training sequences seen", self.min_sequences_seen, ">="),
+                                 ("answers that stop", self.min_stop_rate, ">=")):
             if value is not None:
                 parts.append(f"{label} {op} {value:.4g}" if op != "<" else
                              f"{label} <= {value:.4g}")
@@ -201,6 +205,9 @@ class Scenario:
     decoys: tuple[Change, ...] = ()
     harms: tuple[str, ...] = ()           # fixes that break even a healthy run (a trap)
     evidence: str = "loss"                # the signal the before/after chart of a verdict shows
+    # The team's code a learner can read with the `code` probe: slots of `sim/implementations.py`
+    # (config.IMPLEMENTATIONS), shown as the function each run really ran.
+    code: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         cause_ids = {c.id for c in self.causes}
@@ -212,6 +219,11 @@ class Scenario:
                 for fix_id in fix_ids_for_cause:
                     if fix_id not in fix_ids:
                         raise ValueError(f"{self.id}: verdict table names unknown fix {fix_id}")
+
+        from .config import IMPLEMENTATIONS
+        unknown = [slot for slot in self.code if slot not in IMPLEMENTATIONS]
+        if unknown:
+            raise ValueError(f"{self.id}: code names unknown slots {', '.join(unknown)}")
 
     def cause(self, cause_id: str) -> Cause:
         for cause in self.causes:

@@ -31,6 +31,8 @@ def render_samples(result: RunResult, overrides=None, count: int = 6) -> str:
     if not result.samples:
         return f"no samples: the run ended with status '{result.status}'"
     cfg, summary = result.config, result.summary
+    if cfg.data == "sft":
+        return _render_answers(result, count)
     prompts = make_stream(cfg).prompts(len(result.samples), PROMPT_LEN).tolist()
     settings = (f"decode={cfg.decode} temperature={cfg.temperature:g} top_k={cfg.top_k} "
                 f"top_p={cfg.top_p:g} repetition_penalty={cfg.repetition_penalty:g} "
@@ -45,6 +47,23 @@ def render_samples(result: RunResult, overrides=None, count: int = 6) -> str:
                  f"longest loop {summary['longest_loop']:.1f} tokens   "
                  f"distinct-2 {summary['distinct_2']:.2f}   "
                  f"grammatical transitions {summary['valid_rate']:.2f}")
+    return "\n".join(lines)
+
+
+def _render_answers(result: RunResult, count: int) -> str:
+    from ..data import make_stream
+    cfg, summary = result.config, result.summary
+    prompts = make_stream(cfg).answer_prompts(len(result.samples))
+    lines = [f"decode={cfg.decode} temperature={cfg.temperature:g} "
+             f"max_new_tokens={cfg.gen_tokens}"]
+    for prompt, answer in list(zip(prompts, result.samples))[:count]:
+        lines.append(f"  {' '.join(map(str, prompt))} | {' '.join(map(str, answer))}")
+    lines.append(f"({min(count, len(result.samples))} of {len(result.samples)} held-out "
+                 f"prompts: the prompt up to SEP (3), then the answer; EOS is 2, padding 0)")
+    lines.append(f"over all {len(result.samples)} answers: ended with EOS "
+                 f"{summary['stop_rate']:.2f}   words per answer "
+                 f"{summary['answer_words']:.1f}   grammatical transitions "
+                 f"{summary['valid_rate']:.2f}")
     return "\n".join(lines)
 
 
