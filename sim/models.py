@@ -191,7 +191,15 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def build_model(config) -> nn.Module:
+    """A fresh model, or the team's pretrained one (`base_model="pretrained"`, MLP only)."""
     if config.model == "mlp":
-        return MlpLM(config.vocab_size, config.d_model)
+        model = MlpLM(config.vocab_size, config.d_model)
+        if config.base_model == "pretrained":
+            from .pretrained import pretrained_state
+            model.load_state_dict(pretrained_state(config.vocab_size, config.d_model,
+                                                   config.seq_len))
+        return model
+    if config.base_model == "pretrained":
+        raise ValueError("base_model=pretrained: only the MLP has a pretrained checkpoint")
     return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
                            config.n_head, config.attn_mask_value, config.activation_checkpointing)

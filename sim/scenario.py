@@ -238,13 +238,18 @@ class Scenario:
         raise LookupError(_unknown("fix", fix_id, [f.id for f in self.fixes], self.id))
 
     def expected_verdict(self, cause_id: str, fix_ids) -> str:
-        """The declared verdict for a set of fixes: a fix that harms any run spoils the set;
+        """The declared verdict for a set of fixes: a fix that harms a healthy run spoils the set
+        (unless it is itself this cause's costly workaround and no real fix is in the set);
         a resolving fix resolves (a workaround when every resolving fix in the set has a cost);
         else a masking fix masks."""
         fix_ids = [fix_ids] if isinstance(fix_ids, str) else list(fix_ids)
-        if any(f in self.harms for f in fix_ids):
-            return "not_resolved"
         resolving = [f for f in fix_ids if f in self.resolves.get(cause_id, ())]
+        if any(f in self.harms for f in fix_ids):
+            # a harmful change can still work around one cause (a costly fix of that cause),
+            # but not once the real fix is in the set: then it harms the repaired run
+            compensating = resolving and all(f in self.harms and self.fix(f).cost
+                                             for f in resolving)
+            return "workaround" if compensating else "not_resolved"
         if resolving:
             return "workaround" if all(self.fix(f).cost for f in resolving) else "resolved"
         if any(f in self.masks.get(cause_id, ()) for f in fix_ids):
