@@ -21,6 +21,7 @@ from .callbacks import CallbackList
 from .config import TrainConfig
 from .data import IGNORE, Batch, make_stream
 from .implementations import chosen
+from .pretrained import pretrained_state
 from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
 from .without_dynamo import optimizer_class
@@ -139,6 +140,8 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                              enabled=track_memory or config.memory_budget_mib > 0)
     stream = make_stream(config)
     model = build_model(config).to(config.device)
+    if config.base_model == "pretrained":
+        model.load_state_dict(pretrained_state(config, train))
     params = chosen(config, "lora_setup")(model, config) if config.lora_r else None
     optimizer = build_optimizer(config, model, params)
     scale = loss_scale_of(config)

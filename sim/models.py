@@ -191,15 +191,9 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def build_model(config) -> nn.Module:
-    """A fresh model, or the team's pretrained one (`base_model="pretrained"`, MLP only)."""
+    """A freshly initialised model (the training loop loads a checkpoint into it where the
+    config asks for the pretrained one)."""
     if config.model == "mlp":
-        model = MlpLM(config.vocab_size, config.d_model)
-        if config.base_model == "pretrained":
-            from .pretrained import pretrained_state
-            model.load_state_dict(pretrained_state(config.vocab_size, config.d_model,
-                                                   config.seq_len))
-        return model
-    if config.base_model == "pretrained":
-        raise ValueError("base_model=pretrained: only the MLP has a pretrained checkpoint")
+        return MlpLM(config.vocab_size, config.d_model)
     return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
                            config.n_head, config.attn_mask_value, config.activation_checkpointing)

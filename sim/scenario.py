@@ -74,6 +74,7 @@ class Criterion:
     min_valid_rate: float | None = None      # share of generated transitions the grammar allows
     min_sequences_seen: int | None = None    # training data budget the recipe was validated on
     min_stop_rate: float | None = None       # sft: share of answers that end with EOS
+    max_optimizer_state_mib: float | None = None  # lora: the optimizer state the memory plan allows
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
     # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
@@ -135,6 +136,8 @@ class Criterion:
                self.min_sequences_seen, at_least=True)
         _limit(checks, "answers that stop", summary.get("stop_rate"), self.min_stop_rate,
                at_least=True)
+        _limit(checks, "optimizer state MiB", summary.get("optimizer_state_mib"),
+               self.max_optimizer_state_mib)
         return checks
 
     def describe(self) -> str:
@@ -150,7 +153,8 @@ class Criterion:
                                  ("longest loop", self.max_longest_loop, "<"),
                                  ("grammatical transitions", self.min_valid_rate, ">="),
                                  ("training sequences seen", self.min_sequences_seen, ">="),
-                                 ("answers that stop", self.min_stop_rate, ">=")):
+                                 ("answers that stop", self.min_stop_rate, ">="),
+                                 ("optimizer state MiB", self.max_optimizer_state_mib, "<")):
             if value is not None:
                 parts.append(f"{label} {op} {value:.4g}" if op != "<" else
                              f"{label} <= {value:.4g}")
