@@ -85,12 +85,13 @@ SCENARIO = Scenario(
                 "rewritten layer computes r / alpha = 1/8, 64 times smaller. With Adam the size of\n"
                 "each step on A and B is set by the lr, not by the gradient, so A and B move just\n"
                 "as much as last month (the params probe shows it), yet their effect on the output\n"
-                "is 64 times smaller: the loss barely moves. Ten times the lr makes up for most of\n"
-                "it (alpha acts as an lr multiplier for the adapters), which is why 'raise the lr'\n"
-                "seems to work: it tunes the lr around a bug, and the day someone fixes the\n"
-                "scaling, that lr is ten times too high."),
+                "is 64 times smaller: the loss falls only part of the way. Ten times the lr makes\n"
+                "up for most of it (alpha acts as an lr multiplier for the adapters), which is\n"
+                "why 'raise the lr' seems to work: it tunes the lr around a bug, and the day\n"
+                "someone fixes the scaling, that lr is ten times too high."),
             tell="every step moves the weights (update/param above 0) and the optimizer holds only "
-                 "the adapters, yet the loss barely falls; the code shows the scaling",
+                 "the adapters, yet the loss falls only part of the way; the code shows the "
+                 "scaling",
             changes=(LORA_CODE,),
             signal=Tell("table (upd/param), params, code",
                         all_of(weights_move_every_step,
