@@ -50,8 +50,8 @@ PINS = [
      "c232158f3bfd87af98be6340b4e4217bccf9465f0c183b7fea108e3a5d977a83"),
     ("bad_lr", 1, "lr_too_low", (), {"optimizer": "adam"},
      "c45cdd9daac4a6582d74b7dcae5768d69bb8d85a876e5da6ef2627112637cf57"),
-    ("repetitive_decoding", 0, "greedy_no_penalty", (), {"steps": 30},
-     "8c576b85e4a01eb676e6091772d70823302775db768b2d6cd8db3a1c73fe081b"),
+    ("repetitive_decoding", 0, "sampling_ignored", (), {"steps": 30},
+     "a3b920a866e87e1cd7973d0de7e02ba054bafa10879ef57d7bacbca3cdcfc0fb"),
 ]
 
 
