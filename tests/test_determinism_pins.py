@@ -27,19 +27,19 @@ PINNED_CPU = "AVX512"
 # (scenario, seed, cause, fixes, settings, sha256 of metrics.jsonl)
 PINS = [
     ("oom", 0, "batch_too_large", (), {},                       # OOM at step 0, forward pass
-     "f31d329f4c0e43a2563cb99cd6fc5a5fba3865776daa878a39e0e456743799f3"),
+     "980f43756a2d546d5d9520b8e6a9c6aaade3331af7db8dd1dd7bc096d5b07a24"),
     ("oom", 0, None, (), {},                                    # healthy, 30 steps, 3 evals
      "6070f1654b19518d99b0e0e1889d4505aaf21b62a883a579a5a32d7b8abf9ace"),
     ("oom", 1, None, ("checkpointing",), {"steps": 4},
      "e389bdc22c43d2b399cfb937bf5144a9c1c1f8776ab0941997309bd6b24bb42a"),
     ("oom", 0, "kept_graph", (), {},                            # climbs, OOM after 17 steps
-     "1ca28f26707d6a8d3e2c7d11dee58477eaa3cf405bbb8de3068303a3c5f6fc3b"),
+     "fe5470c5d34e4ab47616f967600cb520e0660f15356b37ba97e249ff023c0166"),
     ("oom", 1, "eval_with_grad", (), {},                        # OOM at the first evaluation
-     "953f83dca0d7eddb825c05dfa009de4d63b3ac12bec5c6103c31152a326f40e8"),
+     "1c346dd250d295f8519b4e1f9c4d06c50897a58c342084409a6305595e2bdc8d"),
     ("oom", 2, "kept_graph", ("detach_metric",), {},
      "393f229f62cb38d6bf9033cea48eddbd326685f912d4a6c1c9e205df842f2b3f"),
     ("oom", 0, "batch_too_large", ("checkpointing",), {},       # still OOM, inside checkpoint
-     "58115b8511cfe3bca8d40fa03169c1fc3e6d9d2a4e232ec264eb81898d455f71"),
+     "5dd1fbf733d35e7599c5abb41358aae407485292160e615a0019d3b769c6520c"),
     ("oom", 3, None, (), {"precision": "fp16", "steps": 6},     # GradScaler under the tracker
      "b0fb47dcf0c615ff99fde17ac269e6fe9e7a635210f5e24e2408bda1b7bc8574"),
     ("oom", 4, None, (), {"precision": "bf16", "optimizer": "sgd", "steps": 6},
@@ -50,8 +50,8 @@ PINS = [
      "c232158f3bfd87af98be6340b4e4217bccf9465f0c183b7fea108e3a5d977a83"),
     ("bad_lr", 1, "lr_too_low", (), {"optimizer": "adam"},
      "c45cdd9daac4a6582d74b7dcae5768d69bb8d85a876e5da6ef2627112637cf57"),
-    ("repetitive_decoding", 0, "greedy_no_penalty", (), {"steps": 30},
-     "8c576b85e4a01eb676e6091772d70823302775db768b2d6cd8db3a1c73fe081b"),
+    ("repetitive_decoding", 0, "sampling_ignored", (), {"steps": 30},
+     "a3b920a866e87e1cd7973d0de7e02ba054bafa10879ef57d7bacbca3cdcfc0fb"),
 ]
 
 
