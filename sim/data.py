@@ -238,13 +238,15 @@ class SftStream:
     def _collate(self, rows: list[list[int]], config=None) -> Batch:
         cfg = config or self.config
         width = cfg.seq_len + 1
-        tokens = torch.full((len(rows), width), PAD, dtype=torch.long)
-        supervised = torch.zeros(len(rows), width, dtype=torch.bool)
         labelled = chosen(cfg, "sft_labels")
-        for i, seq in enumerate(rows):
+        padded, masks = [], []
+        for seq in rows:                     # padded in Python, one tensor per batch: fast
             offset = width - len(seq) if cfg.padding_side == "left" else 0
-            tokens[i, offset:offset + len(seq)] = torch.tensor(seq)
-            supervised[i, offset:offset + len(seq)] = torch.tensor(labelled(seq))
+            after = width - offset - len(seq)
+            padded.append([PAD] * offset + list(seq) + [PAD] * after)
+            masks.append([False] * offset + list(labelled(seq)) + [False] * after)
+        tokens = torch.tensor(padded, dtype=torch.long)
+        supervised = torch.tensor(masks, dtype=torch.bool)
         inputs, targets = chosen(cfg, "label_shift")(tokens, supervised)
         return Batch(inputs.contiguous(), targets.contiguous(), inputs == PAD)
 

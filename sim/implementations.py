@@ -39,6 +39,10 @@ HOMES: dict[str, tuple[str, str]] = {
     "sft_template": ("data", "data: how a prompt/response pair becomes token ids"),
     "sft_labels": ("data", "data: which tokens of an example the loss sees"),
     "label_shift": ("data", "data: how a batch's targets line up with its inputs"),
+    "lora_init": ("lora", "LoRA: how a fresh adapter's A and B start"),
+    "lora_scaling": ("lora", "LoRA: the factor on the adapter's output"),
+    "lora_freeze": ("lora", "LoRA: freezing the base model"),
+    "lora_setup": ("lora", "LoRA: adapters in, parameters handed to the optimizer"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}
