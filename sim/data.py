@@ -126,14 +126,33 @@ class MarkovStream:
 
     def batch(self, step: int, micro: int) -> Batch:
         cfg = self.config
-        start = (step * cfg.grad_accum_steps + micro) * cfg.batch_size
-        return self._batch(self._sequences(start, cfg.batch_size, cfg.seed))
+        size = chosen(cfg, "batch_split")(cfg)
+        start = (step * cfg.grad_accum_steps + micro) * size
+        return self._batch(self._sequences(start, size, cfg.seed))
 
     def eval_batch(self) -> Batch:
         return self._batch(self._sequences(0, self.config.eval_batch_size, self.config.seed + 7919))
 
     def prompts(self, count: int, length: int = 4) -> torch.Tensor:
         return self._sequences(0, count, self.config.seed + 104729)[:, :length]
+
+
+# The launch template this job starts from: one training process, on a node that has 8 GPUs.
+LAUNCH = {"processes": 1, "gpus_per_node": 8}
+
+
+@implements("batch_split", "by_processes")
+def per_device_batch_size(config) -> int:
+    """Sequences this process loads per micro-batch: the global batch split evenly over the
+    data-parallel workers of the launch."""
+    return max(config.batch_size // LAUNCH["processes"], 1)
+
+
+@implements("batch_split", "by_node_gpus")
+def local_batch_size(config) -> int:
+    """Sequences this process loads per micro-batch: the global batch split evenly over the
+    data-parallel workers of the launch."""
+    return max(config.batch_size // LAUNCH["gpus_per_node"], 1)
 
 
 @implements("sft_template", "with_eos")
@@ -261,9 +280,10 @@ class SftStream:
 
     def batch(self, step: int, micro: int) -> Batch:
         cfg = self.config
-        start = (step * cfg.grad_accum_steps + micro) * cfg.batch_size
+        size = chosen(cfg, "batch_split")(cfg)
+        start = (step * cfg.grad_accum_steps + micro) * size
         rows = []
-        for i in range(start, start + cfg.batch_size):
+        for i in range(start, start + size):
             epoch, index = divmod(i, self.POOL)
             rows.append(self.pool[self._cached_order(epoch)[index]])
         return self._collate(rows)

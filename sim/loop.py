@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .callbacks import CallbackList
 from .config import TrainConfig
 from .data import IGNORE, Batch, make_stream
-from .implementations import chosen
+from .implementations import chosen, implements
 from .pretrained import pretrained_state
 from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
@@ -191,17 +191,18 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                 run.grad_norm = math.sqrt(sum(n * n for n in run.param_grad_norms if n is not None))
                 run.grads_finite = math.isfinite(run.grad_norm)
                 hooks.fire("on_after_backward", run)
-                # 5. clip
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 hooks.fire("on_before_update", run)
-                # 6. update (optionally skipping non-finite steps)
+                # 5. clip + 6. update (optionally skipping non-finite steps)
                 skip = run.control.skip_update or (
                     config.skip_nonfinite and not (run.grads_finite and math.isfinite(run.loss)))
-                with device.phase_of("optimizer_state"):
-                    run.updated = _update(run, skip)
+
+                def update(skip=skip):
+                    with device.phase_of("optimizer_state"):
+                        return _update(run, skip)
+                run.updated = chosen(config, "clip_order")(model.parameters(), config.grad_clip,
+                                                           update)
                 # 7. zero grads
-                optimizer.zero_grad(set_to_none=True)
+                chosen(config, "grad_reset")(optimizer)
                 # 8. evaluate
                 last = step == config.steps - 1
                 if last or (config.eval_every and (step + 1) % config.eval_every == 0):
@@ -224,6 +225,44 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     finally:
         hooks.fire("on_run_end", run)
     return run
+
+
+@implements("clip_order", "clip_then_step")
+def clip_and_step(parameters, max_norm, optimizer_step):
+    """Clip the global gradient norm to `max_norm` (0: no clipping) and apply the optimizer
+    step; returns whether the parameters were updated."""
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    return optimizer_step()
+
+
+@implements("clip_order", "step_then_clip")
+def step_with_clipping(parameters, max_norm, optimizer_step):
+    """Clip the global gradient norm to `max_norm` (0: no clipping) and apply the optimizer
+    step; returns whether the parameters were updated."""
+    updated = optimizer_step()
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    return updated
+
+
+@implements("grad_reset", "grads_to_none")
+def zero_grad(optimizer):
+    """Clear the gradients of every parameter the optimizer holds, so the next backward
+    starts from nothing."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            param.grad = None
+
+
+@implements("grad_reset", "grads_detached")
+def clear_grads(optimizer):
+    """Clear the gradients of every parameter the optimizer holds, so the next backward
+    starts from nothing."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.grad is not None:
+                param.grad.detach_()
 
 
 def _unscale(run: Run, scale) -> None:

@@ -193,3 +193,25 @@ def weights_move_every_step(run: RunResult) -> bool:
     """Every step changed the weights (update/param above zero)."""
     ratios = [r.get("update_ratio") for r in run.records]
     return bool(ratios) and all(v is not None and v > 0 for v in ratios)
+
+
+def grad_norm_ramps(factor: float, last: int = 10) -> Callable[[RunResult], bool]:
+    """Every one of the last `last` steps logs a gradient norm at least `factor` x step 0's:
+    gradients that keep growing instead of settling back (what piles up when nothing clears
+    them)."""
+    def holds(run: RunResult) -> bool:
+        norms = [r["grad_norm"] for r in run.records]
+        tail = norms[-last:]
+        return (len(norms) > last and norms[0] is not None and norms[0] > 0
+                and None not in tail and min(tail) >= factor * norms[0])
+    return holds
+
+
+def first_batch_smaller_than_config(run: RunResult) -> bool:
+    """The batch of step 0 (the `batch` probe) holds fewer rows than config.json's
+    batch_size."""
+    return _first_batch(run).size < run.prepared.config.batch_size
+
+
+def none_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
+    return lambda run: not any(test(run) for test in tests)
