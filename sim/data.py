@@ -28,8 +28,9 @@ IGNORE = -100                    # target value that the loss skips
 BRANCH_PROBS = (0.6, 0.3, 0.1)
 LANGUAGE_SEED = 1729
 CHUNK = 256                      # sequences generated per seeded chunk
-MIN_PROMPT = 2                   # sft: prompts have MIN_PROMPT .. seq_len words
-RESPONSE_LENGTHS = (3, 8)        # sft: responses have 3 .. 8 words (uniform), then EOS
+SHORT_PROMPTS = (2, 4)           # sft: most prompts are short, 2 .. 4 words (uniform) ...
+LONG_PROMPT_SHARE = 0.125        # ... one in eight fills the context (see `prompt_lengths`)
+RESPONSE_LENGTHS = (12, 20)      # sft: responses have 12 .. 20 words (uniform), then EOS
 
 
 @dataclass
@@ -202,10 +203,24 @@ def measurement_config(config):
     return dataclasses.replace(config, **usual)
 
 
+def prompt_lengths(seq_len: int) -> dict[int, float]:
+    """sft: the probability of each prompt length (in words). Most prompts are short questions
+    with long answers, so about half of a row is supervised; a tail of long documents fills the
+    context (seq_len - 1 .. seq_len + 2 words), and truncation to `seq_len` cuts off their whole
+    response (and the SEP with it), as it does to over-long examples in real SFT data."""
+    low, high = SHORT_PROMPTS
+    short = range(low, high + 1)
+    long = range(seq_len - 1, seq_len + 3)
+    probs = {p: (1 - LONG_PROMPT_SHARE) / len(short) for p in short}
+    for p in long:
+        probs[p] = probs.get(p, 0.0) + LONG_PROMPT_SHARE / len(long)
+    return probs
+
+
 class SftStream:
     """Prompt/response pairs: [BOS] prompt [SEP] response [EOS], padded; only the response is
-    supervised. Prompts vary in length and long ones push the response past `seq_len`
-    (truncation), as in real SFT data."""
+    supervised. Long responses run past `seq_len` and are cut, and the longest prompts leave no
+    room for any of their response (truncation), as in real SFT data."""
 
     POOL = 1024
 
@@ -222,14 +237,18 @@ class SftStream:
         cfg = config or self.config
         size = size or self.POOL
         gen = torch.Generator().manual_seed(seed)
-        words = self.grammar.sample(size, cfg.seq_len + 8, gen)
-        prompt_lengths = torch.randint(MIN_PROMPT, cfg.seq_len + 1, (size,), generator=gen)
+        probs = prompt_lengths(cfg.seq_len)
+        choices = torch.tensor(list(probs))
+        words = self.grammar.sample(size, int(choices.max()) + RESPONSE_LENGTHS[1], gen)
+        drawn = torch.multinomial(torch.tensor(list(probs.values()), dtype=torch.float64), size,
+                                  replacement=True, generator=gen)
+        prompts = choices[drawn]
         response_lengths = torch.randint(RESPONSE_LENGTHS[0], RESPONSE_LENGTHS[1] + 1, (size,),
                                          generator=gen)
         template = chosen(cfg, "sft_template")
         rows, lengths = [], []
         for i in range(size):
-            p, r = int(prompt_lengths[i]), int(response_lengths[i])
+            p, r = int(prompts[i]), int(response_lengths[i])
             seq = template(words[i, :p].tolist(), words[i, p:p + r].tolist())
             rows.append(seq[:cfg.seq_len + 1])          # truncation cuts responses of long prompts
             lengths.append(p)
@@ -337,11 +356,11 @@ def _baselines(data: str, vocab_size: int, seq_len: int) -> Baselines:
     # sft: [BOS] p prompt words [SEP] r response words [EOS], cut to seq_len + 1 tokens; the
     # supervised targets are the response words and EOS that survive the cut. Enumerate p and r.
     low, high = RESPONSE_LENGTHS
-    prompts, responses = range(MIN_PROMPT, seq_len + 1), range(low, high + 1)
-    weight = 1.0 / (len(prompts) * len(responses))
+    prompts, responses = prompt_lengths(seq_len), range(low, high + 1)
     at_position = [0.0] * (seq_len + high + 1)      # expected targets that are word i of the sample
     eos = nll = count = 0.0
-    for p in prompts:
+    for p, p_prob in prompts.items():
+        weight = p_prob / len(responses)
         for r in responses:
             for j in range(p + 2, min(p + r + 2, seq_len) + 1):   # token index of a target
                 k = j - (p + 2)                                    # response words before it
