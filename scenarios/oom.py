@@ -15,13 +15,15 @@ SCENARIO = Scenario(
     difficulty="medium",
     tags=("memory", "batch size", "gradient accumulation", "checkpointing"),
     story=(
-        "A fine-tuning job on a 4 MiB (simulated) accelerator crashes with 'CUDA out of memory'.\n"
-        "The recipe that reached the quality bar trained on 64 sequences per optimizer step for\n"
-        "30 steps. Someone touched the training script since. Make it fit again, and keep the\n"
-        "quality and the data budget (64 x 30 = 1,920 sequences): a fix that fits but trains\n"
-        "on less data is a different experiment, not a fix."),
-    base={"data": "sft", "seq_len": 16, "batch_size": 16, "grad_accum_steps": 4, "steps": 30,
-          "lr": 1e-2, "eval_every": 10, "eval_batch_size": 64, "memory_budget_mib": 4.0},
+        "A fine-tuning job on a 2.5 MiB (simulated) accelerator crashes with 'CUDA out of\n"
+        "memory'. The recipe that reached the quality bar trained on 64 sequences per optimizer\n"
+        "step (two micro-batches of 32) for 150 steps. Someone touched the training script\n"
+        "since. Make it fit again, and keep the quality and the data budget (64 x 150 = 9,600\n"
+        "sequences): a fix that fits but trains on less data is a different experiment, not a\n"
+        "fix."),
+    base={"data": "sft", "seq_len": 16, "n_layer": 1, "d_model": 32, "n_head": 2,
+          "batch_size": 32, "grad_accum_steps": 2, "steps": 150, "lr": 1e-2, "eval_every": 25,
+          "eval_batch_size": 64, "memory_budget_mib": 2.5},
     causes=(
         Cause(
             id="batch_too_large",
@@ -73,11 +75,11 @@ SCENARIO = Scenario(
                    'Were the training steps flat and under the budget? What does the run do at the step it died that it does not do at the steps before?')),
     ),
     fixes=(
-        Fix("micro_batch", "Micro-batches of 16 with 4 accumulation steps (same 64 per step)",
-            config={"batch_size": 16, "grad_accum_steps": 4}),
+        Fix("micro_batch", "Micro-batches of 32 with 2 accumulation steps (same 64 per step)",
+            config={"batch_size": 32, "grad_accum_steps": 2}),
         Fix("fix_loader", "Have the data loader yield micro-batches of batch_size",
             repairs=(GlobalBatchLoader,)),
-        Fix("smaller_batch", "Cut the batch to 16 sequences", config={"batch_size": 16,
+        Fix("smaller_batch", "Cut the batch to 32 sequences", config={"batch_size": 32,
                                                                      "grad_accum_steps": 1}),
         Fix("checkpointing", "Turn on activation checkpointing",
             config={"activation_checkpointing": True}),
@@ -89,7 +91,7 @@ SCENARIO = Scenario(
     # smaller batch sometimes learns about as well in 30 steps (learning is step-limited, not
     # data-limited), so the held-out bar alone would not reliably catch the trap; the data budget,
     # read from the re-run itself, does.
-    criterion=Criterion(max_eval_loss=2.62, min_sequences_seen=64 * 30),
+    criterion=Criterion(min_learnt=0.5, baselines=(0.9049, 2.4759), min_sequences_seen=64 * 150),
     resolves={"batch_too_large": ("fix_loader",), "kept_graph": ("detach_metric",),
               "eval_with_grad": ("eval_no_grad",)},
     harms=("smaller_batch",),
@@ -99,8 +101,8 @@ SCENARIO = Scenario(
     fixed=FIXED_REASONS,
     decoys=(
         Change("Added a 2-step learning-rate warmup", {"warmup_steps": 2}),
-        Change("Accumulate over 8 micro-batches of 8 (the same 64 per step)",
-               {"batch_size": 8, "grad_accum_steps": 8}),
+        Change("Accumulate over 4 micro-batches of 16 (the same 64 per step)",
+               {"batch_size": 16, "grad_accum_steps": 4}),
         Change(LOADER_CODE), Change(METRIC_CODE), Change(EVAL_CODE),
     ),
     interview_question="The model doesn't fit in GPU memory. What are your options, and what "
