@@ -232,6 +232,7 @@ class SftStream:
         self.measured = measurement_config(config)
         self.eval_pool, _ = self._make_pool(config.seed + 7919, self.config.eval_batch_size,
                                             self.measured)
+        self._collated = self._collate(self.pool)       # padded once; batches are rows of it
 
     def _make_pool(self, seed: int, size: int | None = None, config=None):
         cfg = config or self.config
@@ -282,8 +283,10 @@ class SftStream:
         rows = []
         for i in range(start, start + cfg.batch_size):
             epoch, index = divmod(i, self.POOL)
-            rows.append(self.pool[self._cached_order(epoch)[index]])
-        return self._collate(rows)
+            rows.append(self._cached_order(epoch)[index])
+        rows = torch.tensor(rows)
+        pool = self._collated
+        return Batch(pool.tokens[rows], pool.targets[rows], pool.key_padding[rows])
 
     def _cached_order(self, epoch: int) -> list[int]:
         if getattr(self, "_epoch", None) != epoch:
