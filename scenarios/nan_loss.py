@@ -27,8 +27,8 @@ SCENARIO = Scenario(
         "for the loss. They changed 'a couple of things to make it faster' and don't remember\n"
         "which. The model, the optimizer family and the data source are the same.\n"
         "Find out why the loss is NaN and fix the cause, not the symptom."),
-    base={"data": "sft", "n_layer": 1, "d_model": 32, "n_head": 2, "optimizer": "adamw",
-          "lr": 0.01, "batch_size": 32, "steps": 200},
+    base={"data": "sft", "sft_lengths": "long_answers", "n_layer": 1, "d_model": 32,
+          "n_head": 2, "optimizer": "adamw", "lr": 0.01, "batch_size": 32, "steps": 200},
     causes=(
         Cause(
             id="lr_too_high",

@@ -21,8 +21,8 @@ SCENARIO = Scenario(
         "since. Make it fit again, and keep the quality and the data budget (64 x 150 = 9,600\n"
         "sequences): a fix that fits but trains on less data is a different experiment, not a\n"
         "fix."),
-    base={"data": "sft", "seq_len": 16, "n_layer": 1, "d_model": 32, "n_head": 2,
-          "batch_size": 32, "grad_accum_steps": 2, "steps": 150, "lr": 1e-2, "eval_every": 25,
+    base={"data": "sft", "sft_lengths": "long_answers", "seq_len": 16, "n_layer": 1,
+          "d_model": 32, "n_head": 2, "batch_size": 32, "grad_accum_steps": 2, "steps": 150, "lr": 1e-2, "eval_every": 25,
           "eval_batch_size": 64, "memory_budget_mib": 2.5},
     causes=(
         Cause(

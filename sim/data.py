@@ -28,9 +28,12 @@ IGNORE = -100                    # target value that the loss skips
 BRANCH_PROBS = (0.6, 0.3, 0.1)
 LANGUAGE_SEED = 1729
 CHUNK = 256                      # sequences generated per seeded chunk
-SHORT_PROMPTS = (2, 4)           # sft: most prompts are short, 2 .. 4 words (uniform) ...
-LONG_PROMPT_SHARE = 0.125        # ... one in eight fills the context (see `prompt_lengths`)
-RESPONSE_LENGTHS = (12, 20)      # sft: responses have 12 .. 20 words (uniform), then EOS
+# sft: how long prompts and responses are (`TrainConfig.sft_lengths`; see `prompt_lengths`)
+RESPONSE_LENGTHS = {"short_answers": (3, 8),     # responses have 3 .. 8 words (uniform), then EOS
+                    "long_answers": (12, 20)}    # 12 .. 20 words, often cut by truncation
+MIN_PROMPT = 2                   # short_answers: prompts have MIN_PROMPT .. seq_len words
+SHORT_PROMPTS = (2, 4)           # long_answers: most prompts have 2 .. 4 words (uniform) ...
+LONG_PROMPT_SHARE = 0.125        # ... and one in eight fills the context
 
 
 @dataclass
@@ -203,11 +206,20 @@ def measurement_config(config):
     return dataclasses.replace(config, **usual)
 
 
-def prompt_lengths(seq_len: int) -> dict[int, float]:
-    """sft: the probability of each prompt length (in words). Most prompts are short questions
-    with long answers, so about half of a row is supervised; a tail of long documents fills the
-    context (seq_len - 1 .. seq_len + 2 words), and truncation to `seq_len` cuts off their whole
-    response (and the SEP with it), as it does to over-long examples in real SFT data."""
+def prompt_lengths(seq_len: int, mix: str = "short_answers") -> dict[int, float]:
+    """sft: the probability of each prompt length (in words).
+
+    short_answers  prompts of 2 .. seq_len words (uniform) with 3-8-word answers: long prompts
+                   push the answer past `seq_len`, and only about a fifth of a row is supervised.
+    long_answers   most prompts are short questions (2-4 words) with long answers, so about half
+                   of a row is supervised; one in eight is a long document that fills the
+                   context (seq_len - 1 .. seq_len + 2 words), and truncation to `seq_len` cuts
+                   off its whole response (and the SEP with it), as it does to over-long
+                   examples in real SFT data.
+    """
+    if mix == "short_answers":
+        prompts = range(MIN_PROMPT, seq_len + 1)
+        return {p: 1 / len(prompts) for p in prompts}
     low, high = SHORT_PROMPTS
     short = range(low, high + 1)
     long = range(seq_len - 1, seq_len + 3)
@@ -215,6 +227,17 @@ def prompt_lengths(seq_len: int) -> dict[int, float]:
     for p in long:
         probs[p] = probs.get(p, 0.0) + LONG_PROMPT_SHARE / len(long)
     return probs
+
+
+def _draw_lengths(probs: dict[int, float], size: int, gen) -> torch.Tensor:
+    """`size` lengths drawn from `probs`; a uniform range is drawn with randint (as the
+    short_answers pools always were, so they do not change)."""
+    lengths = list(probs)
+    if len(set(probs.values())) == 1 and lengths == list(range(lengths[0], lengths[-1] + 1)):
+        return torch.randint(lengths[0], lengths[-1] + 1, (size,), generator=gen)
+    weights = torch.tensor(list(probs.values()), dtype=torch.float64)
+    return torch.tensor(lengths)[torch.multinomial(weights, size, replacement=True,
+                                                   generator=gen)]
 
 
 class SftStream:
@@ -238,14 +261,11 @@ class SftStream:
         cfg = config or self.config
         size = size or self.POOL
         gen = torch.Generator().manual_seed(seed)
-        probs = prompt_lengths(cfg.seq_len)
-        choices = torch.tensor(list(probs))
-        words = self.grammar.sample(size, int(choices.max()) + RESPONSE_LENGTHS[1], gen)
-        drawn = torch.multinomial(torch.tensor(list(probs.values()), dtype=torch.float64), size,
-                                  replacement=True, generator=gen)
-        prompts = choices[drawn]
-        response_lengths = torch.randint(RESPONSE_LENGTHS[0], RESPONSE_LENGTHS[1] + 1, (size,),
-                                         generator=gen)
+        probs = prompt_lengths(cfg.seq_len, cfg.sft_lengths)
+        low, high = RESPONSE_LENGTHS[cfg.sft_lengths]
+        words = self.grammar.sample(size, max(probs) + high, gen)
+        prompts = _draw_lengths(probs, size, gen)
+        response_lengths = torch.randint(low, high + 1, (size,), generator=gen)
         template = chosen(cfg, "sft_template")
         rows, lengths = [], []
         for i in range(size):
@@ -336,9 +356,9 @@ class Baselines:
         return (self.unigram - loss) / (self.unigram - self.floor)
 
 
-def _hazard(k: int) -> float:
+def _hazard(k: int, mix: str) -> float:
     """sft: the probability that the response ends after k words, given it has k words."""
-    low, high = RESPONSE_LENGTHS
+    low, high = RESPONSE_LENGTHS[mix]
     return 0.0 if k < low else 1.0 / (high - k + 1) if k <= high else 1.0
 
 
@@ -348,7 +368,7 @@ def _entropy(dist: torch.Tensor) -> float:
 
 
 @lru_cache(maxsize=32)
-def _baselines(data: str, vocab_size: int, seq_len: int) -> Baselines:
+def _baselines(data: str, vocab_size: int, seq_len: int, mix: str) -> Baselines:
     g = grammar(vocab_size)
     n, branch = g.n_words, g.entropy
     if data != "sft":
@@ -358,8 +378,8 @@ def _baselines(data: str, vocab_size: int, seq_len: int) -> Baselines:
         return Baselines(floor, _entropy(g.word_marginals(seq_len + 1)[1:].mean(0)))
     # sft: [BOS] p prompt words [SEP] r response words [EOS], cut to seq_len + 1 tokens; the
     # supervised targets are the response words and EOS that survive the cut. Enumerate p and r.
-    low, high = RESPONSE_LENGTHS
-    prompts, responses = prompt_lengths(seq_len), range(low, high + 1)
+    low, high = RESPONSE_LENGTHS[mix]
+    prompts, responses = prompt_lengths(seq_len, mix), range(low, high + 1)
     at_position = [0.0] * (seq_len + high + 1)      # expected targets that are word i of the sample
     eos = nll = count = 0.0
     for p, p_prob in prompts.items():
@@ -367,7 +387,7 @@ def _baselines(data: str, vocab_size: int, seq_len: int) -> Baselines:
         for r in responses:
             for j in range(p + 2, min(p + r + 2, seq_len) + 1):   # token index of a target
                 k = j - (p + 2)                                    # response words before it
-                h = _hazard(k)
+                h = _hazard(k, mix)
                 if k < r:      # a word: the branch choice, and that the response goes on
                     at_position[p + k] += weight
                     nll += weight * (branch - (math.log(1 - h) if h else 0.0))
@@ -384,7 +404,7 @@ def baselines(config) -> Baselines:
     """The entropy floor and the unigram baseline of `config`'s data, in expectation over the
     sampled sequences (computed exactly from the grammar; cached). Padding side and batching do
     not change them; the data kind, the vocabulary and the sequence length do."""
-    return _baselines(config.data, config.vocab_size, config.seq_len)
+    return _baselines(config.data, config.vocab_size, config.seq_len, config.sft_lengths)
 
 
 def true_next_token_probs(batch: Batch, config) -> torch.Tensor:
@@ -409,8 +429,9 @@ def true_next_token_probs(batch: Batch, config) -> torch.Tensor:
     before = torch.where(k == 0, sep - 2, torch.where(k == 1, sep - 1, j - 1)).clamp(0, time - 1)
     last = torch.where(k == 0, sep - 1, j).clamp(0, time - 1)
     out = probs[tokens.gather(1, before), tokens.gather(1, last)]
-    high = RESPONSE_LENGTHS[1]
-    hazard = torch.tensor([_hazard(n) for n in range(high + 2)], dtype=torch.float64)
+    high = RESPONSE_LENGTHS[config.sft_lengths][1]
+    hazard = torch.tensor([_hazard(n, config.sft_lengths) for n in range(high + 2)],
+                          dtype=torch.float64)
     h = hazard[k.clamp(max=high + 1)].expand(rows, time)[..., None]
     out = out * (1 - h)
     out[..., EOS] += h[..., 0]

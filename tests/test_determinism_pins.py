@@ -13,8 +13,10 @@ are checked only on the build and CPU capability they were taken on; elsewhere t
 skipped and says why. If a scenario's recipe changes on purpose (its base config, a fault), the
 affected pins change legitimately: re-pin them from a commit that changes nothing else, and say
 so in that commit. The `oom` and `nan_loss` pins were re-pinned when those recipes changed so
-that their healthy runs learn (new SFT data, a 1-layer AdamW model, a 2.5 MiB device, an
-exponential warmup bug); the `bad_lr` and `repetitive_decoding` pins did not move.
+that their healthy runs learn (long-answer SFT data, a 1-layer AdamW model, a 2.5 MiB device,
+an exponential warmup bug). The same change added a config field (`sft_lengths`), which the
+header line of every metrics.jsonl carries: the `bad_lr` and `repetitive_decoding` pins moved
+for that line only (their step and end records were checked identical to the commit before).
 """
 import hashlib
 
@@ -29,31 +31,31 @@ PINNED_CPU = "AVX512"
 # (scenario, seed, cause, fixes, settings, sha256 of metrics.jsonl)
 PINS = [
     ("oom", 0, "batch_too_large", (), {},                       # OOM at step 0, forward pass
-     "cf8ece10b4cbd0ce778c5986983c8a1d7730c12e302b90068c2adf0d2eb9f7fe"),
+     "0e32be6933647fbfa0e49a8f6e91112794376d453c1057e6c6011723c4220cbe"),
     ("oom", 0, None, (), {},                                    # healthy, 150 steps, 6 evals
-     "09ff298de004e730458f58928105bf7dcbf23979a331f37742fc31f4bb9f6cb5"),
+     "848dd212d219005638d783669f884c7e34728801926920714ce540c2614ab461"),
     ("oom", 1, None, ("checkpointing",), {"steps": 4},
-     "01aeea744fd452a7ece342eb72f15b4e59ef3da17c0a9afe5a36c5701abcae48"),
+     "c96ad4f1a67fe3819975467e7fc7442857c54d44ec55bff0402d636f6a1aed8b"),
     ("oom", 0, "kept_graph", (), {},                            # climbs, OOM after 12 steps
-     "de4fd444cb28e9d9252c8778c8853c560f5bd6cc7fbe32be439ca7235aa7d6fe"),
+     "bfd2689cc3b60ab2c7a54f6e96b862459b051cd50e3c934674704b7b75e4317a"),
     ("oom", 1, "eval_with_grad", (), {},                        # OOM at the first evaluation
-     "7151b0be1a5b1361a5f186186bd7b577724e1919e7a702c5734531de753ce4f5"),
+     "9bb0e1589f8aeb78418cca427d946205da93bf13bf50e9db3dad87002d24fd0c"),
     ("oom", 2, "kept_graph", ("detach_metric",), {},
-     "981cfd62e695bc0130caf6d7889d3568828f8e1b6d88d444fadebe2840210f79"),
+     "6d4cb1a75154e431b3eec717b8c939e1d2cda0a19841efb66b0ef0be121cb058"),
     ("oom", 0, "batch_too_large", ("checkpointing",), {},       # still OOM, recomputing in backward
-     "b0754e92ca7dfcde26bc6e4b728dfb95ce460245d89a98383368434e51e9170b"),
+     "e6775412c3c833c0866b59a19a95ba4012d375e19e96214aca47ae36d763d073"),
     ("oom", 3, None, (), {"precision": "fp16", "steps": 6},     # GradScaler under the tracker
-     "534f8516ce253f52c952a37dc6c64476d494e8e9c21566d3550004e4f2b5dbf1"),
+     "c1b1feb7d988ee657c666556c5bcc15ee561cac8ec79498929cd1ac20c011486"),
     ("oom", 4, None, (), {"precision": "bf16", "optimizer": "sgd", "steps": 6},
-     "17e38c6bc37266b5a64b7247f15c3286932db3ae94fcce25ef19da4387e5127e"),
+     "88f30f0f38ce92f3b9173660acbc53edb225a3c13ed94d052370e9b042eb6cdb"),
     ("nan_loss", 0, "lr_too_high", (), {},
-     "cac13281686eabbfa973edd2eac5b843ef324fff31ae45d928962d5b8cb26094"),
+     "1e7494bde0c0e1310c46d6c1e84a90c9a52a270eb35bb4f113864f90d32bd20a"),
     ("nan_loss", 5, "fully_masked_row", (), {},
-     "f16aaa845b362f52d5fd53aa70325bc3230654f634eec1ed75b7bbc854e956e6"),
+     "906679bfe22c54c9233df5d7011c3515c4b8a735a5c8a64c9cd2a97d5b003b45"),
     ("bad_lr", 1, "lr_too_low", (), {"optimizer": "adam"},
-     "c45cdd9daac4a6582d74b7dcae5768d69bb8d85a876e5da6ef2627112637cf57"),
+     "fab375d964778252361e47a13d19cb16abd22cd399b74ab7f7dda7bac273eea6"),
     ("repetitive_decoding", 0, "greedy_no_penalty", (), {"steps": 30},
-     "8c576b85e4a01eb676e6091772d70823302775db768b2d6cd8db3a1c73fe081b"),
+     "bece01cd24a1bbc36ba60b59a5fe7704f673442de876fac73acd6fa2cc008124"),
 ]
 
 

@@ -14,8 +14,10 @@ from debugsim.sim.data import (EOS, FIRST_WORD, IGNORE, RESPONSE_LENGTHS, Baseli
 from debugsim.sim.loop import token_loss
 from debugsim.sim.scenario import Criterion
 
+LONG = {"data": "sft", "sft_lengths": "long_answers"}
 DATA = [{}, {"vocab_size": 14}, {"data": "sft"}, {"data": "sft", "seq_len": 16},
-        {"data": "sft", "padding_side": "left"}, {"data": "sft", "vocab_size": 10}]
+        {"data": "sft", "padding_side": "left"}, {"data": "sft", "vocab_size": 10},
+        LONG, {**LONG, "seq_len": 16}]
 
 
 def config(**overrides):
@@ -70,9 +72,11 @@ def test_the_markov_eval_batch_of_every_run_sits_on_the_floor():
         assert batch_baselines(batch, cfg).floor == pytest.approx(baselines(cfg).floor, abs=1e-6)
 
 
-def test_sft_oracle_knows_where_responses_may_end():
-    cfg, batch = big_eval_batch({"data": "sft"}, size=64)
+@pytest.mark.parametrize("mix", ["short_answers", "long_answers"])
+def test_sft_oracle_knows_where_responses_may_end(mix):
+    cfg, batch = big_eval_batch({"data": "sft", "sft_lengths": mix}, size=64)
     probs = true_next_token_probs(batch, cfg)
+    low, high = RESPONSE_LENGTHS[mix]
     for i in range(batch.size):
         row = batch.tokens[i].tolist()
         if 3 not in row:                       # SEP cut off: nothing supervised
@@ -83,17 +87,16 @@ def test_sft_oracle_knows_where_responses_may_end():
                 continue
             eos = float(probs[i, j, EOS])
             k = j - sep                        # response words already written
-            low, high = RESPONSE_LENGTHS
             assert eos == pytest.approx(0.0 if k < low else 1.0 / (high + 1 - k))
             assert float(probs[i, j, :FIRST_WORD].sum()) == pytest.approx(eos)
 
 
 def test_sft_pools_follow_the_prompt_length_distribution():
     """The exact baselines enumerate `prompt_lengths`; the sampled pools must follow it."""
-    for seq_len in (16, 24):
-        probs = prompt_lengths(seq_len)
+    for seq_len, mix in ((16, "long_answers"), (24, "long_answers"), (24, "short_answers")):
+        probs = prompt_lengths(seq_len, mix)
         assert sum(probs.values()) == pytest.approx(1.0)
-        stream = make_stream(config(data="sft", seq_len=seq_len, seed=seq_len))
+        stream = make_stream(config(data="sft", sft_lengths=mix, seq_len=seq_len, seed=seq_len))
         counts = Counter(stream.pool_lengths)
         assert set(counts) <= set(probs)
         n = len(stream.pool_lengths)
