@@ -36,6 +36,7 @@ class TrainConfig:
     data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding)
     padding_side: str = "right"     # right | left (sft data only)
     length_grouped: bool = False    # sft: batch sequences of similar length together
+    sft_lengths: str = "short_answers"  # sft: short_answers | long_answers (see sim/data.py)
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
@@ -138,6 +139,7 @@ FIXED_REASONS: dict[str, str] = {
     "n_layer": "the model is part of the problem", "n_head": "the model is part of the problem",
     "data": "the data is part of the problem", "vocab_size": "the data is part of the problem",
     "seq_len": "the data is part of the problem",
+    "sft_lengths": "the data is part of the problem",
     "memory_budget_mib": "the device is part of the problem",
     "device": "the hardware is part of the problem",
     "steps": "the step budget is part of the problem",
@@ -156,6 +158,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "base_model": ("scratch", "pretrained"),
     "attn_mask_value": ("min", "-inf"),
     "data": ("markov", "sft"),
+    "sft_lengths": ("short_answers", "long_answers"),
     "padding_side": ("right", "left"),
     "optimizer": ("adamw", "adam", "sgd"),
     "schedule": ("constant", "cosine", "linear"),
