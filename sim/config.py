@@ -79,7 +79,6 @@ class TrainConfig:
     lora_scaling: str = "alpha_over_r"            # lora: the factor on the adapter's output
     lora_freeze: str = "assign"                   # lora: how the base model is frozen
     lora_setup: str = "wrap_then_collect"         # lora: adapters in, parameters to the optimizer
-    clip_order: str = "clip_then_step"            # loop: clipping and the optimizer step
     grad_reset: str = "grads_to_none"             # loop: clearing gradients after the step
     batch_split: str = "by_processes"             # data: sequences this process loads per batch
     # --- run ---
@@ -115,7 +114,6 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "lora_scaling": ("alpha_over_r", "r_over_alpha"),
     "lora_freeze": ("assign", "compare"),
     "lora_setup": ("wrap_then_collect", "collect_then_wrap"),
-    "clip_order": ("clip_then_step", "step_then_clip"),
     "grad_reset": ("grads_to_none", "grads_detached"),
     "batch_split": ("by_processes", "by_node_gpus"),
 }

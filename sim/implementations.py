@@ -43,7 +43,6 @@ HOMES: dict[str, tuple[str, str]] = {
     "lora_scaling": ("lora", "LoRA: the factor on the adapter's output"),
     "lora_freeze": ("lora", "LoRA: freezing the base model"),
     "lora_setup": ("lora", "LoRA: adapters in, parameters handed to the optimizer"),
-    "clip_order": ("loop", "training loop: gradient clipping and the optimizer step"),
     "grad_reset": ("loop", "training loop: clearing the gradients after the step"),
     "batch_split": ("data", "data: how many sequences this process loads per batch"),
 }

@@ -191,16 +191,15 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                 run.grad_norm = math.sqrt(sum(n * n for n in run.param_grad_norms if n is not None))
                 run.grads_finite = math.isfinite(run.grad_norm)
                 hooks.fire("on_after_backward", run)
+                # 5. clip
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 hooks.fire("on_before_update", run)
-                # 5. clip + 6. update (optionally skipping non-finite steps)
+                # 6. update (optionally skipping non-finite steps)
                 skip = run.control.skip_update or (
                     config.skip_nonfinite and not (run.grads_finite and math.isfinite(run.loss)))
-
-                def update(skip=skip):
-                    with device.phase_of("optimizer_state"):
-                        return _update(run, skip)
-                run.updated = chosen(config, "clip_order")(model.parameters(), config.grad_clip,
-                                                           update)
+                with device.phase_of("optimizer_state"):
+                    run.updated = _update(run, skip)
                 # 7. zero grads
                 chosen(config, "grad_reset")(optimizer)
                 # 8. evaluate
@@ -225,25 +224,6 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     finally:
         hooks.fire("on_run_end", run)
     return run
-
-
-@implements("clip_order", "clip_then_step")
-def clip_and_step(parameters, max_norm, optimizer_step):
-    """Clip the global gradient norm to `max_norm` (0: no clipping) and apply the optimizer
-    step; returns whether the parameters were updated."""
-    if max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-    return optimizer_step()
-
-
-@implements("clip_order", "step_then_clip")
-def step_with_clipping(parameters, max_norm, optimizer_step):
-    """Clip the global gradient norm to `max_norm` (0: no clipping) and apply the optimizer
-    step; returns whether the parameters were updated."""
-    updated = optimizer_step()
-    if max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-    return updated
 
 
 @implements("grad_reset", "grads_to_none")
