@@ -6,12 +6,13 @@ Measured at this scale (AdamW, the window MLP, 60 steps): gradient accumulation 
 instead of averaging changes nothing under Adam (it divides the scale out), a data order sorted
 by source or repeating a small shard does not hurt a model this small, SGD does not learn this
 model in 60 steps at all, and clipping after the optimizer step matters only at the edge of
-instability, where healthy runs are unreliable too. The two causes below are the ones that
+instability, where healthy runs are unreliable too. The three causes below are the ones that
 really break it, on every draw.
 """
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
-from ..sim.tells import Tell, first_batch_smaller_than_config, grad_norm_ramps
+from ..sim.tells import Tell, first_batch_smaller_than_config, grad_norm_ramps, \
+    grad_norm_sawtooth
 
 STEP_CODE = "Refactored the training step into small functions"
 LAUNCH_CODE = "Moved the data loader onto the shared launch template"
@@ -57,6 +58,31 @@ SCENARIO = Scenario(
                    "Does the gradient norm settle back after the early spike, or keep growing? "
                    "What happens to a .grad between one step and the next?")),
         Cause(
+            id="grads_cleared_every_4th_step",
+            title="Gradients are cleared only every 4th step: three steps in four add to the "
+                  "old ones",
+            fault=Fault("the refactored gradient reset clears the gradients only at the end of "
+                        "the launch template's 4-step accumulation window, while the optimizer "
+                        "steps every step", config={"grad_reset": "after_accumulation"}),
+            explanation=(
+                "The refactored reset copies the launch template's gradient accumulation: clear\n"
+                "the gradients after every 4th step. But this loop already steps the optimizer\n"
+                "every step, so between two resets each backward adds onto the gradients of the\n"
+                "steps before: the logged gradient norm climbs for four steps and falls back, a\n"
+                "sawtooth with period 4. Each update follows a sum of stale batches; Adam scales\n"
+                "the size away, not the staleness, and the model stays near word frequencies.\n"
+                "Accumulation means: step and clear together, every k micro-batches; never\n"
+                "step every batch and clear every k-th."),
+            tell="the gradient norm is a sawtooth of period 4: it falls to under 0.6x the step "
+                 "before every 4th step and climbs in between; the loss stays near the unigram "
+                 "baseline",
+            changes=(STEP_CODE,),
+            signal=Tell("plot grad_norm", grad_norm_sawtooth(4)),
+            hints=("Plot the gradient norm (plot grad_norm), then read the update step "
+                   "(code).",
+                   "Is there a rhythm in the gradient norm? How many backwards does one .grad "
+                   "hold at each step?")),
+        Cause(
             id="tiny_batch",
             title="Each step trains on 4 sequences, not 32: the batch is split over 8 GPUs "
                   "that do not exist",
@@ -91,10 +117,12 @@ SCENARIO = Scenario(
     # Held-out loss at least 35% of the way from the unigram baseline (2.4647) to the entropy
     # floor (0.9641), and a calm loss. Measured bare on seeds 0-6: healthy 0.44-0.79 of the way,
     # loss swing 0.035-0.042 (std of the last steps' loss); the per-process batch of 4 learns
-    # 0.44-0.51 of the way but swings 0.09-0.12; gradients never cleared -0.17 to -0.01; lr / 10
+    # 0.44-0.51 of the way but swings 0.09-0.12; gradients never cleared -0.17 to -0.01, cleared
+    # every 4th step -0.04 to 0.22; lr / 10
     # 0.22-0.30 (calm, but it does not learn in 60 steps, healthy or not).
     criterion=Criterion(min_learnt=0.35, baselines=(0.9641, 2.4647), max_loss_swing=0.06),
     resolves={"zero_grad_missing": ("clear_gradients",),
+              "grads_cleared_every_4th_step": ("clear_gradients",),
               "tiny_batch": ("batch_per_process",)},
     harms=("lower_lr",),
     code=("grad_reset", "batch_split"),
@@ -114,6 +142,8 @@ SCENARIO = Scenario(
         "that hides it. First read what the gradients do and what one step trains on:\n"
         "- a gradient norm that keeps climbing: gradients are not cleared between steps\n"
         "  (zero_grad missing, or a 'reset' that does not zero: detach_() is not zero_());\n"
+        "- a gradient norm that climbs and falls back with a fixed period: gradients cleared\n"
+        "  on an accumulation schedule while the optimizer steps every batch;\n"
         "- noise from the first step: check the batch the model really sees (per-device vs\n"
         "  global batch, world size); the lr must be tuned for the batch that actually runs;\n"
         "- a sawtooth with a fixed period: the data order (unshuffled, sorted by length or\n"

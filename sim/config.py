@@ -114,7 +114,7 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "lora_scaling": ("alpha_over_r", "r_over_alpha"),
     "lora_freeze": ("assign", "compare"),
     "lora_setup": ("wrap_then_collect", "collect_then_wrap"),
-    "grad_reset": ("grads_to_none", "grads_detached"),
+    "grad_reset": ("grads_to_none", "grads_detached", "after_accumulation"),
     "batch_split": ("by_processes", "by_node_gpus"),
 }
 

@@ -141,8 +141,9 @@ class MarkovStream:
         return self._sequences(0, count, self.config.seed + 104729)[:, :length]
 
 
-# The launch template this job starts from: one training process, on a node that has 8 GPUs.
-LAUNCH = {"processes": 1, "gpus_per_node": 8}
+# The launch template this job starts from: one training process, on a node that has 8 GPUs;
+# the template's jobs accumulate gradients over 4 micro-batches.
+LAUNCH = {"processes": 1, "gpus_per_node": 8, "grad_accum_steps": 4}
 
 
 @implements("batch_split", "by_processes")

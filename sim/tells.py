@@ -215,3 +215,18 @@ def first_batch_smaller_than_config(run: RunResult) -> bool:
 
 def none_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
     return lambda run: not any(test(run) for test in tests)
+
+
+def grad_norm_sawtooth(period: int, last: int = 20) -> Callable[[RunResult], bool]:
+    """Over the last `last` steps, the gradient norm averaged by the step's place in a cycle of
+    `period` steps differs at least 2x between places: a norm that climbs and falls back on a
+    fixed schedule (the `plot grad_norm` sawtooth), not one that is noisy or climbs for good."""
+    def holds(run: RunResult) -> bool:
+        tail = run.records[-last:]
+        if len(tail) < last or any(r["grad_norm"] is None for r in tail):
+            return False
+        by_place = [[r["grad_norm"] for r in tail if r["step"] % period == place]
+                    for place in range(period)]
+        means = [sum(values) / len(values) for values in by_place]
+        return min(means) > 0 and max(means) >= 2 * min(means)
+    return holds
