@@ -34,6 +34,7 @@ class TrainConfig:
     lora_targets: str = "hidden,out"  # linear layers that get adapters, by attribute name
     # --- data ---
     data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding)
+    train_sequences: int = 0        # markov: size of the training set (epochs repeat it); 0 = endless
     padding_side: str = "right"     # right | left (sft data only)
     length_grouped: bool = False    # sft: batch sequences of similar length together
     sft_lengths: str = "short_answers"  # sft: short_answers | long_answers (see sim/data.py)
@@ -81,6 +82,8 @@ class TrainConfig:
     lora_setup: str = "wrap_then_collect"         # lora: adapters in, parameters to the optimizer
     grad_reset: str = "grads_to_none"             # loop: clearing gradients after the step
     batch_split: str = "by_processes"             # data: sequences this process loads per batch
+    lm_window: str = "ending_at_token"            # mlp: which tokens each position predicts from
+    heldout_split: str = "own_stream"             # data: where the held-out sequences come from
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -116,6 +119,8 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "lora_setup": ("wrap_then_collect", "collect_then_wrap"),
     "grad_reset": ("grads_to_none", "grads_detached", "after_accumulation"),
     "batch_split": ("by_processes", "by_node_gpus"),
+    "lm_window": ("ending_at_token", "around_token"),
+    "heldout_split": ("own_stream", "dataset_tail"),
 }
 
 # Fields that model how the code is written (a code bug is injected by setting one), not
@@ -170,7 +175,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "vocab_size": (8, True), "seq_len": (4, True), "d_model": (4, True), "n_layer": (1, True),
     "n_head": (1, True), "lora_r": (0, True), "lora_alpha": (0, False), "lr": (0, False), "lr_scale": (0, False), "momentum": (0, True), "weight_decay": (0, True),
-    "batch_size": (1, True), "grad_accum_steps": (1, True), "grad_clip": (0, True),
+    "train_sequences": (0, True), "batch_size": (1, True), "grad_accum_steps": (1, True), "grad_clip": (0, True),
     "warmup_steps": (0, True), "steps": (1, True), "memory_budget_mib": (0, True),
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
     "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),

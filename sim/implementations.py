@@ -45,6 +45,8 @@ HOMES: dict[str, tuple[str, str]] = {
     "lora_setup": ("lora", "LoRA: adapters in, parameters handed to the optimizer"),
     "grad_reset": ("loop", "training loop: clearing the gradients after the step"),
     "batch_split": ("data", "data: how many sequences this process loads per batch"),
+    "lm_window": ("models", "model: the tokens each position of the MLP LM predicts from"),
+    "heldout_split": ("data", "data: which sequences the held-out loss is measured on"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}

@@ -230,3 +230,17 @@ def grad_norm_sawtooth(period: int, last: int = 20) -> Callable[[RunResult], boo
         means = [sum(values) / len(values) for values in by_place]
         return min(means) > 0 and max(means) >= 2 * min(means)
     return holds
+
+
+def heldout_rows_in_training_set(run: RunResult) -> bool:
+    """Some held-out sequence is also a sequence the run trained on (one epoch of its data set
+    checked): the held-out loss is measured on memorised rows."""
+    from .data import make_stream
+    config = run.prepared.config
+    if not config.train_sequences:
+        return False
+    stream = make_stream(config)
+    held = {tuple(row) for row in stream.eval_batch().tokens.tolist()}
+    steps = -(-config.train_sequences // config.batch_size)
+    return any(tuple(row) in held for step in range(steps)
+               for row in stream.batch(step, 0).tokens.tolist())
