@@ -93,10 +93,12 @@ class TrainConfig:
 
     def recipe_dict(self) -> dict[str, Any]:
         """The settings a config file holds: without the fields that stand for how the code
-        is written (those show up as code, never in a run's config), and without the LoRA and
-        checkpoint fields of a run that uses neither (a PEFT config exists only for PEFT runs)."""
+        is written (those show up as code, never in a run's config), without the LoRA and
+        checkpoint fields of a run that uses neither (a PEFT config exists only for PEFT runs),
+        and without the training-set size of a run that reads an endless stream."""
         unused = () if self.lora_r else ("lora_r", "lora_alpha", "lora_targets")
         unused += ("base_model",) if self.base_model == "scratch" else ()
+        unused += ("train_sequences",) if not self.train_sequences else ()
         return {k: v for k, v in self.to_dict().items()
                 if k not in IMPLEMENTATION_FIELDS and k not in unused}
 
