@@ -100,7 +100,7 @@ SCENARIO = Scenario(
     # (0.9641), never below the floor less 0.05, and grammatical text. Measured bare on seeds
     # 0-4: healthy 0.57-0.77 of the way with 99.7-100% grammatical transitions (the window that
     # sees the target 58-82%); lr / 10 on a healthy run below 0.16 of the way.
-    criterion=Criterion(min_learnt=0.5, baselines=(0.9641, 2.4647), min_eval_loss=0.9141,
+    criterion=Criterion(min_learnt=0.5, baselines=(0.96407, 2.46469), min_eval_loss=0.9141,
                         min_valid_rate=0.9),
     resolves={"window_sees_target": ("window_up_to_token",),
               "heldout_from_train_set": ("separate_heldout",)},

@@ -536,13 +536,11 @@ def _loss_panel(ax, result, events: bool = True) -> None:
 
 
 def entropy_floor(result) -> float | None:
-    """The loss no model can beat on average on the run's data (`sim.data.baselines`), or
-    None for a run without a toy-language config."""
-    config = getattr(result, "config", None)
-    if getattr(config, "data", None) is None:
-        return None
-    from .data import baselines
-    return baselines(config).floor
+    """The loss no model can beat on average on the scenario's data (the floor of its
+    criterion's baselines, copied from `sim.data.baselines`), or None where it declares none."""
+    scenario = getattr(getattr(result, "prepared", None), "scenario", None)
+    baselines = getattr(getattr(scenario, "criterion", None), "baselines", None)
+    return baselines[0] if baselines else None
 
 
 def _draw_floor(ax, floor: float) -> None:

@@ -143,6 +143,26 @@ def test_criterion_bar_relative_to_the_baselines():
         Criterion(min_learnt=0.5, baselines=(3.0, 1.0))
 
 
+
+def test_a_held_out_loss_below_the_floor_fails():
+    """No model beats the entropy floor on unseen data: below it, the measurement is broken."""
+    criterion = Criterion(min_learnt=0.5, baselines=(1.0, 3.0), min_eval_loss=0.95)
+    checks = {c.name: c.ok for c in criterion.judge({"eval_loss": 0.8})}
+    assert checks == {"fits in memory": True, "finite": True, "held-out loss": True,
+                      "held-out loss not below the entropy floor": False}
+    assert all(c.ok for c in criterion.judge({"eval_loss": 1.5}))
+    assert "held-out loss >= 0.95" in criterion.describe()
+
+
+def test_loss_plots_draw_the_scenarios_entropy_floor():
+    from types import SimpleNamespace
+    from debugsim.sim.plots import entropy_floor
+    scenario = registry.get("too_good_to_be_true")
+    assert entropy_floor(SimpleNamespace(prepared=SimpleNamespace(scenario=scenario))) == \
+        pytest.approx(baselines(app.prepare(scenario, 0).config).floor, abs=1e-4)
+    assert entropy_floor(SimpleNamespace(prepared=SimpleNamespace(
+        scenario=registry.get("oom_13b")))) is None
+
 TRAINING = [s for s in registry.all_scenarios() if s.engine == "training"]
 # sft_label_mask's window MLP cannot count the words it has written, so it cannot learn when an
 # answer ends as well as the floor assumes (the true generator knows the response length): its
