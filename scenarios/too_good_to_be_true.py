@@ -115,7 +115,7 @@ SCENARIO = Scenario(
         Change("Warm up over 8 steps instead of 5", {"warmup_steps": 8}),
         Change(MODEL_CODE), Change(SPLIT_CODE), Change(LOADER_CODE),
     ),
-    interview_question="Your validation loss is better than it should be possible. What do you "
+    interview_question="Your validation loss is better than should be possible. What do you "
                        "check?",
     debrief=(
         "Interview answer: a loss below the data's entropy (or a validation score far above\n"

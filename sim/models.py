@@ -164,7 +164,7 @@ class TinyTransformer(nn.Module):
 @implements("lm_window", "ending_at_token")
 def context_windows(x, context: int):
     """For each position, the embeddings of the `context` tokens it predicts from, side by
-    side: a window of `context` tokens around the position (zeros beyond the sequence)."""
+    side (zeros where the window runs past the sequence)."""
     padded = F.pad(x, (0, 0, context - 1, 0))
     return torch.cat([padded[:, i:i + x.shape[1]] for i in range(context)], dim=-1)
 
@@ -172,7 +172,7 @@ def context_windows(x, context: int):
 @implements("lm_window", "around_token")
 def window_embeddings(x, context: int):
     """For each position, the embeddings of the `context` tokens it predicts from, side by
-    side: a window of `context` tokens around the position (zeros beyond the sequence)."""
+    side (zeros where the window runs past the sequence)."""
     padded = F.pad(x, (0, 0, context - 2, 1))
     return torch.cat([padded[:, i:i + x.shape[1]] for i in range(context)], dim=-1)
 

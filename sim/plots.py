@@ -772,6 +772,10 @@ def compare(before, after, name: str, path=None, steps=None):
                     label=f"{which}: out of memory at step {step}, needed {peak:.2f} MiB")
             values.append(peak)
             drawn_any = True
+    floor = entropy_floor(after) if drawn_any and name in ("loss", "eval_loss") else None
+    if floor is not None:
+        values.append(floor)
+        _draw_floor(ax, floor)
     values = np.asarray(values, dtype=float)
     log = _style(ax, f"{spec.title}: before vs after", spec.unit,
                  spec.log if drawn_any else False, values)
