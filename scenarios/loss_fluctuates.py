@@ -146,8 +146,8 @@ SCENARIO = Scenario(
         "  on an accumulation schedule while the optimizer steps every batch;\n"
         "- noise from the first step: check the batch the model really sees (per-device vs\n"
         "  global batch, world size); the lr must be tuned for the batch that actually runs;\n"
-        "- a sawtooth with a fixed period: the data order (unshuffled, sorted by length or\n"
-        "  source) or a periodic reset (accumulation that zeroes on the wrong step).\n"
+        "- a loss sawtooth with the period of an epoch: the data order (unshuffled, sorted by\n"
+        "  length or source).\n"
         "Lower the lr only once the loop is right: here lr / 10 calms every curve and learns\n"
         "too little in the budget, broken or not."),
 )
