@@ -40,8 +40,9 @@ def test_no_learner_visible_output_names_the_cause(scenario, tmp_path):
 
 def test_run_with_a_cause_is_a_fresh_incident_not_the_learners(tmp_path):
     seed = next(s for s in range(50) if app.incident("nan_loss", s).cause_id == "lr_too_high")
-    mine = app.run(app.incident("nan_loss", seed), tmp_path / "mine")
-    fresh = app.run(app.injected("nan_loss", seed, "lr_too_high"), tmp_path / "fresh")
+    mine = app.run(app.incident("nan_loss", seed), tmp_path / "mine", plots=False)
+    fresh = app.run(app.injected("nan_loss", seed, "lr_too_high"), tmp_path / "fresh",
+                    plots=False)
     assert mine.prepared.config != fresh.prepared.config
     assert (tmp_path / "mine" / "metrics.jsonl").read_bytes() != \
         (tmp_path / "fresh" / "metrics.jsonl").read_bytes()
