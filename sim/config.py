@@ -63,6 +63,10 @@ class TrainConfig:
     no_repeat_ngram: int = 0        # 0 = off
     gen_tokens: int = 40            # tokens generated per sample
     kv_cache: bool = True
+    requests: int = 1               # the prompts arrive as this many requests, served in turn
+    kv_lifetime: str = "request"    # code: which cache a request starts from (request | server)
+    kv_positions: str = "after_cache"  # code: rotary positions of cached tokens (after_cache | in_chunk)
+    kv_store: str = "attention"     # code: who stores a decoding step's keys/values
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -82,11 +86,13 @@ class TrainConfig:
 
 # Fields that model how the code is written (a code bug is injected by setting one), not
 # settings a user writes in a config file.
-IMPLEMENTATION_FIELDS = ("attn_mask_value", "apply_repetition_penalty", "lr_scale")
+IMPLEMENTATION_FIELDS = ("attn_mask_value", "apply_repetition_penalty", "lr_scale",
+                         "kv_lifetime", "kv_positions", "kv_store")
 
 # Fields only decoding reads: two runs that differ only in these train the same model.
 DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
-                   "apply_repetition_penalty", "no_repeat_ngram", "gen_tokens", "kv_cache")
+                   "apply_repetition_penalty", "no_repeat_ngram", "gen_tokens", "kv_cache",
+                 "requests", "kv_lifetime", "kv_positions", "kv_store")
 
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
 FIXED_REASONS: dict[str, str] = {
@@ -105,6 +111,9 @@ FIXED_REASONS: dict[str, str] = {
     "apply_repetition_penalty": "it is how the code is written, not a setting: use the named "
                                 "fix",
     "lr_scale": "it is how the code is written, not a setting: change lr instead",
+    "requests": "it changes the measurement (how the prompts arrive), not the model",
+    **{name: "it is how the code is written, not a setting: use the named fix"
+       for name in ("kv_lifetime", "kv_positions", "kv_store")},
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -117,6 +126,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("fp32", "fp16", "bf16"),
     "decode": ("greedy", "sample"),
     "device": ("cpu", "cuda"),
+    "kv_lifetime": ("request", "server"),
+    "kv_positions": ("after_cache", "in_chunk"),
+    "kv_store": ("attention", "attention_and_loop"),
 }
 
 # (lowest allowed, whether the lowest itself is allowed)
@@ -128,6 +140,7 @@ _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
     "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),
     "no_repeat_ngram": (0, True), "gen_tokens": (1, True), "seed": (0, True),
+    "requests": (1, True),
 }
 _UPPER_BOUNDS: dict[str, float] = {"vocab_size": 64, "d_model": 1024, "n_layer": 24, "top_p": 1.0, "momentum": 1.0, "lr": 100.0, "steps": 100_000,
                                    "seq_len": 4096, "batch_size": 65_536,

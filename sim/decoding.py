@@ -16,43 +16,65 @@ import torch
 
 from . import repetition
 from .callbacks import CallbackList
-from .models import KVCache, TinyTransformer
+from .models import TinyTransformer
+from .serving import Server
 
 N_PROMPTS = 16
 PROMPT_LEN = 4
 SAMPLE_SEED_OFFSET = 8191    # decoding draws its own random numbers, apart from training's
 
 
-def generate(model, prompts, config, callbacks=(), run=None) -> torch.LongTensor:
+def generate(model, prompts, config, callbacks=(), run=None, trace=None) -> torch.LongTensor:
     """Continue `prompts` (batch, prompt_len) by `config.gen_tokens` tokens.
 
     Returns the full sequences, prompt included: (batch, prompt_len + gen_tokens). Uses the
     decoding fields of `config` (decode, temperature, top_k, top_p, repetition_penalty,
-    no_repeat_ngram, kv_cache) and is deterministic for `config.seed`. The model is put in eval
-    mode for the call and restored afterwards.
+    no_repeat_ngram, kv_cache, requests) and is deterministic for `config.seed`. The prompts are
+    served as `config.requests` requests of equal size, one after another, by one server. When
+    `trace` is a list, each request appends {"logits": its last-position logits, (rows,
+    gen_tokens, vocab), "cache_keys": the keys the cache holds after each step ([] uncached)}.
+    The model is put in eval mode for the call and restored afterwards.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(config.seed + SAMPLE_SEED_OFFSET)
-    tokens = prompts.to(device)
     # only the transformer keeps keys/values; other models always re-read the prefix
-    cache = KVCache() if config.kv_cache and isinstance(model, TinyTransformer) else None
+    server = Server(config) if config.kv_cache and isinstance(model, TinyTransformer) else None
     hooks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
+    outputs = []
     try:
         with torch.no_grad():
-            for step in range(config.gen_tokens):
-                if cache is None:
-                    logits = model(tokens)[:, -1]                   # re-read the whole prefix
-                else:
-                    # step 0 prefills the prompt; later steps feed only the newest token
-                    new = tokens if step == 0 else tokens[:, -1:]
-                    positions = hooks.decode_step(run, step, cache)
-                    logits = model(new, cache=cache, positions=positions)[:, -1]
-                next_token = choose(logits.float(), tokens, config, gen)
-                tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+            for request in prompts.to(device).tensor_split(config.requests):
+                outputs.append(_serve(model, request, config, gen, server, hooks, run, trace))
     finally:
         model.train(was_training)
+    return torch.cat(outputs)
+
+
+def _serve(model, tokens, config, gen, server, hooks, run, trace):
+    """One request: the prompt prefilled once, then one token per step (or, without a server,
+    the whole prefix re-read every step)."""
+    cache = server.start_request() if server else None
+    steps, held = [], []
+    for step in range(config.gen_tokens):
+        if cache is None:
+            logits = model(tokens)[:, -1]                       # re-read the whole prefix
+        else:
+            # step 0 prefills the prompt; later steps feed only the newest token
+            new = tokens if step == 0 else tokens[:, -1:]
+            positions = hooks.decode_step(run, step, cache)
+            if positions is None:
+                positions = server.positions(cache, new.shape[1]).to(tokens.device)
+            logits = model(new, cache=cache, positions=positions)[:, -1]
+            if step > 0:
+                server.after_decode_step(cache)
+            held.append(cache.length)
+        steps.append(logits.float())
+        next_token = choose(logits.float(), tokens, config, gen)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+    if trace is not None:
+        trace.append({"logits": torch.stack(steps, dim=1).cpu(), "cache_keys": held})
     return tokens
 
 
@@ -104,15 +126,16 @@ def nucleus(probs, top_p: float):
     return torch.zeros_like(probs).scatter(1, order, sorted_probs)
 
 
-def sample_and_measure(run, callbacks=()) -> tuple[list[list[int]], dict]:
+def sample_and_measure(run, callbacks=(), trace=None) -> tuple[list[list[int]], dict]:
     """Generate continuations of the run's prompts with its decoding settings and measure them.
 
     Returns the continuations (prompt stripped) and the repetition metrics of
     `repetition.summarize` plus `valid_rate`, the share of generated transitions the toy
-    grammar allows (judged with the prompt as context for the first two tokens).
+    grammar allows (judged with the prompt as context for the first two tokens). `trace`: see
+    `generate`.
     """
     prompts = run.stream.prompts(N_PROMPTS, PROMPT_LEN)
-    full = generate(run.model, prompts, run.config, callbacks, run=run).cpu().tolist()
+    full = generate(run.model, prompts, run.config, callbacks, run=run, trace=trace).cpu().tolist()
     samples = [seq[PROMPT_LEN:] for seq in full]
     metrics = repetition.summarize(samples)
     valid = run.stream.grammar.valid

@@ -116,11 +116,13 @@ class TinyTransformer(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, tokens, key_padding=None, cache: KVCache | None = None, positions=None):
+        """`positions` are the rotary positions of `tokens` (default: their index after what
+        the cache holds); which keys a token may see follows its index, never its position."""
         start = cache.length if cache is not None else 0
-        if positions is None:
-            positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        index = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        positions = index if positions is None else positions
         rope = rotary_tables(positions, self.blocks[0].attn.head_dim)
-        allowed = attention_mask(positions, start + tokens.shape[1], key_padding)
+        allowed = attention_mask(index, start + tokens.shape[1], key_padding)
         x = self.tok_emb(tokens)
         for layer, block in enumerate(self.blocks):
             if self.checkpointing and self.training and cache is None:

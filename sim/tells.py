@@ -146,3 +146,12 @@ def nonfinite_throughout_from(step: int) -> Callable[[RunResult], bool]:
         bad = nonfinite_steps(run)
         return bool(bad) and bad[0] <= step and bad == list(range(bad[0], len(run.records)))
     return holds
+
+
+def cache_diverges_first_at(*steps) -> Callable[[RunResult], bool]:
+    """The `kvdiff` probe's last line: the first step at which cached and uncached logits
+    differ, request by request (None: they agree on every step)."""
+    def holds(run: RunResult) -> bool:
+        from .probes.kvdiff import first_divergent_steps
+        return run.status == "completed" and first_divergent_steps(run) == tuple(steps)
+    return holds

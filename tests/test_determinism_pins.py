@@ -27,31 +27,31 @@ PINNED_CPU = "AVX512"
 # (scenario, seed, cause, fixes, settings, sha256 of metrics.jsonl)
 PINS = [
     ("oom", 0, "batch_too_large", (), {},                       # OOM at step 0, forward pass
-     "f31d329f4c0e43a2563cb99cd6fc5a5fba3865776daa878a39e0e456743799f3"),
+     "729346fca3c0ee3831fffbd92ae0fcc8850f7d5a4864d3a36fd637f874c2edc4"),
     ("oom", 0, None, (), {},                                    # healthy, 30 steps, 3 evals
-     "6070f1654b19518d99b0e0e1889d4505aaf21b62a883a579a5a32d7b8abf9ace"),
+     "121692e56a07bb58a64e7523fd3f83015aae76607d212dde090e9f7234f69d3c"),
     ("oom", 1, None, ("checkpointing",), {"steps": 4},
-     "e389bdc22c43d2b399cfb937bf5144a9c1c1f8776ab0941997309bd6b24bb42a"),
+     "b1adf52bd6594d3d8bd3600cc7800c046f0667bea3138b915fed0a3bd9b45196"),
     ("oom", 0, "kept_graph", (), {},                            # climbs, OOM after 17 steps
-     "1ca28f26707d6a8d3e2c7d11dee58477eaa3cf405bbb8de3068303a3c5f6fc3b"),
+     "8c9ac97635bc853fc01e6ecb0284d26a5cdf8d94a40b43a95c4bc12a7ff48475"),
     ("oom", 1, "eval_with_grad", (), {},                        # OOM at the first evaluation
-     "953f83dca0d7eddb825c05dfa009de4d63b3ac12bec5c6103c31152a326f40e8"),
+     "a563855156ee9df8fce3649b32a4bba684e759a7ca4232f949212aa75c18dc81"),
     ("oom", 2, "kept_graph", ("detach_metric",), {},
-     "393f229f62cb38d6bf9033cea48eddbd326685f912d4a6c1c9e205df842f2b3f"),
+     "35746994badbd23f099231c0e2c49d26b290ccdc2c6da819db1c87e09fd39084"),
     ("oom", 0, "batch_too_large", ("checkpointing",), {},       # still OOM, inside checkpoint
-     "58115b8511cfe3bca8d40fa03169c1fc3e6d9d2a4e232ec264eb81898d455f71"),
+     "b793cb0dbc2b4c17dbae00ecf903083c5c6795e3e1cf3b7794c37de70bd98d1e"),
     ("oom", 3, None, (), {"precision": "fp16", "steps": 6},     # GradScaler under the tracker
-     "b0fb47dcf0c615ff99fde17ac269e6fe9e7a635210f5e24e2408bda1b7bc8574"),
+     "f13ec04210a75bb7b2578c35a76d687a20bc75d7003b32d452a98bbea00137ce"),
     ("oom", 4, None, (), {"precision": "bf16", "optimizer": "sgd", "steps": 6},
-     "a00bfe5958b01fbe4606579466b9c59af845e19eefe9e758ae939592b4e6ed63"),
+     "16f2c21b7ef7d1479c221defabc2925bf981cdee3a20c0dc0a2a24a8b0def33d"),
     ("nan_loss", 0, "lr_too_high", (), {},
-     "b9acf47a470150f0c2bf6efcf303c85df465e3a7636798b9f9c48e711e650df2"),
+     "f35f3e257fdff9ffb71b85108c3fe10f38611f54df66d156d595dca34893ec30"),
     ("nan_loss", 5, "fully_masked_row", (), {},
-     "c232158f3bfd87af98be6340b4e4217bccf9465f0c183b7fea108e3a5d977a83"),
+     "dc2e16b6e8ca42e25582fa3ce2b1df616fd3f1f762765b21aa088b87a47b917d"),
     ("bad_lr", 1, "lr_too_low", (), {"optimizer": "adam"},
-     "c45cdd9daac4a6582d74b7dcae5768d69bb8d85a876e5da6ef2627112637cf57"),
+     "7f02f97053903bdf5e3961bdefed76594d44874210488bf62d631a2ac2f19e28"),
     ("repetitive_decoding", 0, "greedy_no_penalty", (), {"steps": 30},
-     "8c576b85e4a01eb676e6091772d70823302775db768b2d6cd8db3a1c73fe081b"),
+     "98966b394703b6bbb809142319fea3673009d87d4690a005ecadb2afe65f08bb"),
 ]
 
 
