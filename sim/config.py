@@ -31,6 +31,10 @@ class TrainConfig:
     data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding)
     padding_side: str = "right"     # right | left (sft data only)
     length_grouped: bool = False    # sft: batch sequences of similar length together
+    pad_token: str = "pad"          # sft: what the collator pads with: pad (its own id) | eos
+    response_words: int = 0         # sft: words per response; 0 = 3 to 8 (uniform)
+    init: str = "scratch"           # scratch | base (start from a model pretrained on the language)
+    label_mask: str = "response"    # code: which sft tokens carry a label (response | response_not_pad)
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
@@ -64,6 +68,8 @@ class TrainConfig:
     gen_tokens: int = 40            # tokens generated per sample
     kv_cache: bool = True
     requests: int = 1               # the prompts arrive as this many requests, served in turn
+    chat_template: str = "reply_marker"  # code: sft inference prompt (reply_marker | no_reply_marker)
+    stop_check: str = "eos"         # code: sft decoding stops at this token (eos | sep)
     kv_lifetime: str = "request"    # code: which cache a request starts from (request | server)
     kv_positions: str = "after_cache"  # code: rotary positions of cached tokens (after_cache | in_chunk)
     kv_store: str = "attention"     # code: who stores a decoding step's keys/values
@@ -87,12 +93,14 @@ class TrainConfig:
 # Fields that model how the code is written (a code bug is injected by setting one), not
 # settings a user writes in a config file.
 IMPLEMENTATION_FIELDS = ("attn_mask_value", "apply_repetition_penalty", "lr_scale",
-                         "kv_lifetime", "kv_positions", "kv_store")
+                         "kv_lifetime", "kv_positions", "kv_store", "label_mask",
+                         "chat_template", "stop_check")
 
 # Fields only decoding reads: two runs that differ only in these train the same model.
 DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
                    "apply_repetition_penalty", "no_repeat_ngram", "gen_tokens", "kv_cache",
-                 "requests", "kv_lifetime", "kv_positions", "kv_store")
+                 "requests", "kv_lifetime", "kv_positions", "kv_store", "chat_template",
+                 "stop_check")
 
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
 FIXED_REASONS: dict[str, str] = {
@@ -113,7 +121,8 @@ FIXED_REASONS: dict[str, str] = {
     "lr_scale": "it is how the code is written, not a setting: change lr instead",
     "requests": "it changes the measurement (how the prompts arrive), not the model",
     **{name: "it is how the code is written, not a setting: use the named fix"
-       for name in ("kv_lifetime", "kv_positions", "kv_store")},
+       for name in ("kv_lifetime", "kv_positions", "kv_store", "label_mask", "chat_template",
+                    "stop_check")},
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -129,6 +138,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kv_lifetime": ("request", "server"),
     "kv_positions": ("after_cache", "in_chunk"),
     "kv_store": ("attention", "attention_and_loop"),
+    "pad_token": ("pad", "eos"),
+    "init": ("scratch", "base"),
+    "label_mask": ("response", "response_not_pad"),
+    "chat_template": ("reply_marker", "no_reply_marker"),
+    "stop_check": ("eos", "sep"),
 }
 
 # (lowest allowed, whether the lowest itself is allowed)
@@ -140,7 +154,7 @@ _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
     "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),
     "no_repeat_ngram": (0, True), "gen_tokens": (1, True), "seed": (0, True),
-    "requests": (1, True),
+    "requests": (1, True), "response_words": (0, True),
 }
 _UPPER_BOUNDS: dict[str, float] = {"vocab_size": 64, "d_model": 1024, "n_layer": 24, "top_p": 1.0, "momentum": 1.0, "lr": 100.0, "steps": 100_000,
                                    "seq_len": 4096, "batch_size": 65_536,

@@ -153,7 +153,8 @@ class SftStream:
         gen = torch.Generator().manual_seed(seed)
         words = self.grammar.sample(size, cfg.seq_len + 8, gen)
         prompt_lengths = torch.randint(MIN_PROMPT, cfg.seq_len + 1, (size,), generator=gen)
-        response_lengths = torch.randint(RESPONSE_LENGTHS[0], RESPONSE_LENGTHS[1] + 1, (size,),
+        low, high = response_range(cfg)
+        response_lengths = torch.randint(low, high + 1, (size,),
                                          generator=gen)
         rows, lengths = [], []
         for i in range(size):
@@ -166,17 +167,21 @@ class SftStream:
     def _collate(self, rows: list[list[int]]) -> Batch:
         cfg = self.config
         width = cfg.seq_len + 1
-        tokens = torch.full((len(rows), width), PAD, dtype=torch.long)
-        supervised = torch.zeros(len(rows), width, dtype=torch.bool)
+        pad_id = pad_token_id(cfg)
+        tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        real = torch.zeros(len(rows), width, dtype=torch.bool)
+        response = torch.zeros(len(rows), width, dtype=torch.bool)   # after SEP, not padding
         for i, seq in enumerate(rows):
             offset = width - len(seq) if cfg.padding_side == "left" else 0
             tokens[i, offset:offset + len(seq)] = torch.tensor(seq)
+            real[i, offset:offset + len(seq)] = True
             if SEP in seq:
                 sep = seq.index(SEP)
-                supervised[i, offset + sep + 1:offset + len(seq)] = True
+                response[i, offset + sep + 1:offset + len(seq)] = True
+        supervised = LABEL_MASKS[cfg.label_mask](tokens, response, pad_id)
         targets = tokens[:, 1:].masked_fill(~supervised[:, 1:], IGNORE)
         inputs = tokens[:, :-1]
-        return Batch(inputs.contiguous(), targets.contiguous(), inputs == PAD)
+        return Batch(inputs.contiguous(), targets.contiguous(), ~real[:, :-1])
 
     def _order(self, epoch: int) -> list[int]:
         cfg = self.config
@@ -206,6 +211,27 @@ class SftStream:
 
     def prompts(self, count: int, length: int = 4) -> torch.Tensor:
         return torch.tensor([row[1:1 + length] for row in self.pool[:count]])
+
+
+def pad_token_id(config) -> int:
+    """The id the collator pads with: a PAD token of its own, or EOS (a tokenizer without a
+    pad token, given `pad_token = eos_token`)."""
+    return EOS if config.pad_token == "eos" else PAD
+
+
+# --- which tokens carry a label (the collator's `label_mask` implementation) ----------------
+
+def labels_on_response(tokens, response, pad_id):
+    """Supervise the response tokens as the collator placed them (EOS included)."""
+    return response
+
+
+def labels_on_response_except_pad(tokens, response, pad_id):
+    """Supervise the response, then drop every label that equals the pad id."""
+    return response & (tokens != pad_id)
+
+
+LABEL_MASKS = {"response": labels_on_response, "response_not_pad": labels_on_response_except_pad}
 
 
 def make_stream(config):
@@ -238,9 +264,14 @@ class Baselines:
         return (self.unigram - loss) / (self.unigram - self.floor)
 
 
-def _hazard(k: int) -> float:
+def response_range(config) -> tuple[int, int]:
+    """sft: the fewest and most words of a response (uniform in between)."""
+    words = getattr(config, "response_words", 0)
+    return (words, words) if words else RESPONSE_LENGTHS
+
+
+def _hazard(k: int, low: int, high: int) -> float:
     """sft: the probability that the response ends after k words, given it has k words."""
-    low, high = RESPONSE_LENGTHS
     return 0.0 if k < low else 1.0 / (high - k + 1) if k <= high else 1.0
 
 
@@ -250,7 +281,8 @@ def _entropy(dist: torch.Tensor) -> float:
 
 
 @lru_cache(maxsize=32)
-def _baselines(data: str, vocab_size: int, seq_len: int) -> Baselines:
+def _baselines(data: str, vocab_size: int, seq_len: int,
+               lengths: tuple[int, int] = RESPONSE_LENGTHS) -> Baselines:
     g = grammar(vocab_size)
     n, branch = g.n_words, g.entropy
     if data != "sft":
@@ -260,7 +292,7 @@ def _baselines(data: str, vocab_size: int, seq_len: int) -> Baselines:
         return Baselines(floor, _entropy(g.word_marginals(seq_len + 1)[1:].mean(0)))
     # sft: [BOS] p prompt words [SEP] r response words [EOS], cut to seq_len + 1 tokens; the
     # supervised targets are the response words and EOS that survive the cut. Enumerate p and r.
-    low, high = RESPONSE_LENGTHS
+    low, high = lengths
     prompts, responses = range(MIN_PROMPT, seq_len + 1), range(low, high + 1)
     weight = 1.0 / (len(prompts) * len(responses))
     at_position = [0.0] * (seq_len + high + 1)      # expected targets that are word i of the sample
@@ -269,7 +301,7 @@ def _baselines(data: str, vocab_size: int, seq_len: int) -> Baselines:
         for r in responses:
             for j in range(p + 2, min(p + r + 2, seq_len) + 1):   # token index of a target
                 k = j - (p + 2)                                    # response words before it
-                h = _hazard(k)
+                h = _hazard(k, low, high)
                 if k < r:      # a word: the branch choice, and that the response goes on
                     at_position[p + k] += weight
                     nll += weight * (branch - (math.log(1 - h) if h else 0.0))
@@ -286,7 +318,7 @@ def baselines(config) -> Baselines:
     """The entropy floor and the unigram baseline of `config`'s data, in expectation over the
     sampled sequences (computed exactly from the grammar; cached). Padding side and batching do
     not change them; the data kind, the vocabulary and the sequence length do."""
-    return _baselines(config.data, config.vocab_size, config.seq_len)
+    return _baselines(config.data, config.vocab_size, config.seq_len, response_range(config))
 
 
 def true_next_token_probs(batch: Batch, config) -> torch.Tensor:
@@ -311,8 +343,8 @@ def true_next_token_probs(batch: Batch, config) -> torch.Tensor:
     before = torch.where(k == 0, sep - 2, torch.where(k == 1, sep - 1, j - 1)).clamp(0, time - 1)
     last = torch.where(k == 0, sep - 1, j).clamp(0, time - 1)
     out = probs[tokens.gather(1, before), tokens.gather(1, last)]
-    high = RESPONSE_LENGTHS[1]
-    hazard = torch.tensor([_hazard(n) for n in range(high + 2)], dtype=torch.float64)
+    low, high = response_range(config)
+    hazard = torch.tensor([_hazard(n, low, high) for n in range(high + 2)], dtype=torch.float64)
     h = hazard[k.clamp(max=high + 1)].expand(rows, time)[..., None]
     out = out * (1 - h)
     out[..., EOS] += h[..., 0]

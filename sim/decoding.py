@@ -13,9 +13,11 @@ faults in `team_code.py` live).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from . import repetition
 from .callbacks import CallbackList
+from .data import EOS, PAD, SEP
 from .models import TinyTransformer
 from .serving import Server
 
@@ -52,11 +54,19 @@ def generate(model, prompts, config, callbacks=(), run=None, trace=None) -> torc
     return torch.cat(outputs)
 
 
+# The token an SFT model's decoding stops at (the `stop_check` implementation field).
+STOP_IDS = {"eos": EOS, "sep": SEP}
+
+
 def _serve(model, tokens, config, gen, server, hooks, run, trace):
     """One request: the prompt prefilled once, then one token per step (or, without a server,
-    the whole prefix re-read every step)."""
+    the whole prefix re-read every step). A chat model's rows stop at the stop token: the
+    rest of a finished row is padding, and decoding ends when every row has finished."""
     cache = server.start_request() if server else None
     steps, held = [], []
+    stop_id = STOP_IDS[config.stop_check] if config.data == "sft" else None
+    done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+    width = tokens.shape[1] + config.gen_tokens
     for step in range(config.gen_tokens):
         if cache is None:
             logits = model(tokens)[:, -1]                       # re-read the whole prefix
@@ -72,7 +82,13 @@ def _serve(model, tokens, config, gen, server, hooks, run, trace):
             held.append(cache.length)
         steps.append(logits.float())
         next_token = choose(logits.float(), tokens, config, gen)
+        if stop_id is not None:
+            next_token = next_token.masked_fill(done, PAD)
+            done |= next_token == stop_id
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+        if stop_id is not None and bool(done.all()):
+            tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=PAD)
+            break
     if trace is not None:
         trace.append({"logits": torch.stack(steps, dim=1).cpu(), "cache_keys": held})
     return tokens
@@ -134,6 +150,9 @@ def sample_and_measure(run, callbacks=(), trace=None) -> tuple[list[list[int]], 
     grammar allows (judged with the prompt as context for the first two tokens). `trace`: see
     `generate`.
     """
+    if run.config.data == "sft":
+        from .chat import chat_and_measure
+        return chat_and_measure(run, callbacks, trace)
     prompts = run.stream.prompts(N_PROMPTS, PROMPT_LEN)
     full = generate(run.model, prompts, run.config, callbacks, run=run, trace=trace).cpu().tolist()
     samples = [seq[PROMPT_LEN:] for seq in full]
@@ -142,3 +161,12 @@ def sample_and_measure(run, callbacks=(), trace=None) -> tuple[list[list[int]], 
     metrics["valid_rate"] = sum(repetition.valid_rate(seq, valid, PROMPT_LEN)
                                 for seq in full) / len(full)
     return samples, metrics
+
+
+def shown_prompts(config, count: int) -> torch.Tensor:
+    """The prompts a run's samples continue, as fed to the model."""
+    if config.data == "sft":
+        from .chat import inference_prompts
+        return inference_prompts(config, count)
+    from .data import make_stream
+    return make_stream(config).prompts(count, PROMPT_LEN)

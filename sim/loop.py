@@ -137,6 +137,9 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                              enabled=track_memory or config.memory_budget_mib > 0)
     stream = make_stream(config)
     model = build_model(config).to(config.device)
+    if config.init == "base":
+        from .pretrained import base_weights
+        model.load_state_dict(base_weights(config))
     optimizer = build_optimizer(config, model)
     scale = loss_scale_of(config)
     scaler = torch.amp.GradScaler(config.device) if scale == "dynamic" else None

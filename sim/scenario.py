@@ -73,6 +73,8 @@ class Criterion:
     max_longest_loop: int | None = None      # longest run of a repeating n-gram, in tokens
     min_valid_rate: float | None = None      # share of generated transitions the grammar allows
     min_sequences_seen: int | None = None    # training data budget the recipe was validated on
+    min_stop_rate: float | None = None       # share of chat answers that ended before the limit
+    min_reply_words: float | None = None     # words per chat answer, on average
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
     # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
@@ -132,6 +134,10 @@ class Criterion:
                self.min_valid_rate, at_least=True)
         _limit(checks, "training sequences seen", summary.get("sequences_seen"),
                self.min_sequences_seen, at_least=True)
+        _limit(checks, "answers that stopped", summary.get("stop_rate"), self.min_stop_rate,
+               at_least=True)
+        _limit(checks, "words per answer", summary.get("reply_words"), self.min_reply_words,
+               at_least=True)
         return checks
 
     def describe(self) -> str:
@@ -146,7 +152,9 @@ class Criterion:
                                  ("repeated 3-grams", self.max_repeat_rate, "<"),
                                  ("longest loop", self.max_longest_loop, "<"),
                                  ("grammatical transitions", self.min_valid_rate, ">="),
-                                 ("training sequences seen", self.min_sequences_seen, ">=")):
+                                 ("training sequences seen", self.min_sequences_seen, ">="),
+                                 ("answers that stopped", self.min_stop_rate, ">="),
+                                 ("words per answer", self.min_reply_words, ">=")):
             if value is not None:
                 parts.append(f"{label} {op} {value:.4g}" if op != "<" else
                              f"{label} <= {value:.4g}")

@@ -27,31 +27,31 @@ PINNED_CPU = "AVX512"
 # (scenario, seed, cause, fixes, settings, sha256 of metrics.jsonl)
 PINS = [
     ("oom", 0, "batch_too_large", (), {},                       # OOM at step 0, forward pass
-     "729346fca3c0ee3831fffbd92ae0fcc8850f7d5a4864d3a36fd637f874c2edc4"),
+     "83a712d4c307bb41984bf4f906ddaa174197ffd782048a6dc62a80bd3cc0a7a5"),
     ("oom", 0, None, (), {},                                    # healthy, 30 steps, 3 evals
-     "121692e56a07bb58a64e7523fd3f83015aae76607d212dde090e9f7234f69d3c"),
+     "3d21fbf0e0e34c969f8abc7b9450fce262a9a88cda93d1d361e21b3848afafbf"),
     ("oom", 1, None, ("checkpointing",), {"steps": 4},
-     "b1adf52bd6594d3d8bd3600cc7800c046f0667bea3138b915fed0a3bd9b45196"),
+     "7cbeeb3146f3a3884aea3949a5eb829ffd30e270733521218343752160c950b8"),
     ("oom", 0, "kept_graph", (), {},                            # climbs, OOM after 17 steps
-     "8c9ac97635bc853fc01e6ecb0284d26a5cdf8d94a40b43a95c4bc12a7ff48475"),
+     "9b80d7acfdf1f8052e0a7412adf0ad2b27a6852fd775efd678a5516ed24b72cf"),
     ("oom", 1, "eval_with_grad", (), {},                        # OOM at the first evaluation
-     "a563855156ee9df8fce3649b32a4bba684e759a7ca4232f949212aa75c18dc81"),
+     "357a1ab5dbf55b0609124b4bc1ee38bddb5960ce8bff2d2385400d3f3e0c9679"),
     ("oom", 2, "kept_graph", ("detach_metric",), {},
-     "35746994badbd23f099231c0e2c49d26b290ccdc2c6da819db1c87e09fd39084"),
+     "db47d5540a2df8ece919a42d8d4010ca93db7cc936ca49a0645557e4152466f3"),
     ("oom", 0, "batch_too_large", ("checkpointing",), {},       # still OOM, inside checkpoint
-     "b793cb0dbc2b4c17dbae00ecf903083c5c6795e3e1cf3b7794c37de70bd98d1e"),
+     "173cc11a28cef5d3149106eebb55d61eb759aeecf7acedc1de10622467bf80f8"),
     ("oom", 3, None, (), {"precision": "fp16", "steps": 6},     # GradScaler under the tracker
-     "f13ec04210a75bb7b2578c35a76d687a20bc75d7003b32d452a98bbea00137ce"),
+     "5d093c604a277f0494bdc9c03a238120163d068a5acde0767dc6493c0830b7de"),
     ("oom", 4, None, (), {"precision": "bf16", "optimizer": "sgd", "steps": 6},
-     "16f2c21b7ef7d1479c221defabc2925bf981cdee3a20c0dc0a2a24a8b0def33d"),
+     "4c00424c212c20eae32eaedc954b6fe40b792685c15dff5f86a1e852c4094eb2"),
     ("nan_loss", 0, "lr_too_high", (), {},
-     "f35f3e257fdff9ffb71b85108c3fe10f38611f54df66d156d595dca34893ec30"),
+     "0017b7c7b4fdac8bfd4b4728f029509edb381444509fdf5bd240ca6459be25b7"),
     ("nan_loss", 5, "fully_masked_row", (), {},
-     "dc2e16b6e8ca42e25582fa3ce2b1df616fd3f1f762765b21aa088b87a47b917d"),
+     "48b0f60052315cdd35faf1f16cfe475da4cc73ce85a556356ca07a3aadc9b3c8"),
     ("bad_lr", 1, "lr_too_low", (), {"optimizer": "adam"},
-     "7f02f97053903bdf5e3961bdefed76594d44874210488bf62d631a2ac2f19e28"),
+     "52f8bdc4f4adbfe7fc1e39cbc8b11859454248eb0b13a40c8d7c32fc60c7ba54"),
     ("repetitive_decoding", 0, "greedy_no_penalty", (), {"steps": 30},
-     "98966b394703b6bbb809142319fea3673009d87d4690a005ecadb2afe65f08bb"),
+     "a596585d213d160962d51f2ea903625362348773819c7fb0d2cff477b97f4e75"),
 ]
 
 
