@@ -24,11 +24,11 @@ SCENARIO = Scenario(
         "cache); 16 prompts arrive as 4 requests of 4 and each gets 20 greedy tokens. Since the\n"
         "rewrite the server's text breaks the grammar. Same checkpoint, same settings. Find out\n"
         "why and fix the cause: healthy text from the server follows the grammar."),
-    # 100 steps at lr 2e-2 bring this model to a held-out loss of 1.22-1.38 (seeds 0-3), where
-    # greedy text is grammatical (>= 0.99 of transitions); decoding it is ~50 ms, so every
-    # fix here re-decodes one shared training.
+    # 120 steps at lr 2e-2 bring this model to a held-out loss of 1.14-1.39 (seeds 0-9), where
+    # greedy text is grammatical (>= 0.97 of transitions; 100 steps leave seed 4 at 0.86);
+    # decoding is ~50 ms, so every fix here re-decodes one shared training.
     base={"vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 64,
-          "steps": 100, "lr": 2e-2, "warmup_steps": 10, "schedule": "cosine",
+          "steps": 120, "lr": 2e-2, "warmup_steps": 10, "schedule": "cosine",
           "decode": "greedy", "gen_tokens": 20, "requests": 4},
     causes=(
         Cause(
@@ -106,14 +106,14 @@ SCENARIO = Scenario(
             cost="without the cache every step re-reads the whole prefix: 270 token positions "
                  "per prompt instead of 23 for 20 tokens here, growing with the square of the "
                  "length, and the cache bug is still there"),
-        Fix("repetition_penalty", "Set a repetition penalty of 1.3",
-            config={"repetition_penalty": 1.3}),
+        Fix("top_k", "Keep only the 5 most likely tokens", config={"top_k": 5}),
         Fix("lower_temperature", "Lower the temperature to 0.5", config={"temperature": 0.5}),
     ),
-    # Measured on seeds 0-3 (4 requests): healthy greedy text is >= 0.99 grammatical, also with
-    # a repetition penalty of 1.3 (>= 0.97); positions 0.21-0.48, double store 0.55-0.66,
-    # shared cache 0.57-0.63. Held-out loss healthy 1.22-1.38 against the bar below.
-    criterion=Criterion(min_learnt=0.5, baselines=(0.9565, 2.2730), min_valid_rate=0.95),
+    # Measured on seeds 0-3 (4 requests, 100 steps): healthy greedy text >= 0.99 grammatical; positions
+    # 0.21-0.48, double store 0.55-0.66, shared cache 0.57-0.63. (A repetition penalty of 1.3
+    # is no distractor: it costs a healthy run on seed 5 its grammar.) Held-out loss: healthy
+    # 1.14-1.39 (120 steps, seeds 0-9) against the bar of 1.549 below.
+    criterion=Criterion(min_learnt=0.55, baselines=(0.9565, 2.2730), min_valid_rate=0.95),
     resolves={
         "positions_not_advanced": ("advance_positions", "no_kv_cache"),
         "kv_appended_twice": ("store_once", "no_kv_cache"),

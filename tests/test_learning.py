@@ -111,7 +111,9 @@ TRAINING = [s for s in registry.all_scenarios() if s.engine == "training"]
 # nan_loss and oom still judge "finite and fits" only: their healthy recipes (SGD on SFT data;
 # a memory-tracked 30-step run) end at the unigram baseline, and no base within about a second of
 # training learns the grammar halfway. See the `learning` branch's report before lifting this.
-NOT_YET = {"nan_loss", "oom"}
+# never_stops (pretrain, then 150 SFT steps) reaches 0.35-0.65 of the way on 8 seeds: its bar
+# is a quarter of the way, and stopping is what it judges.
+NOT_YET = {"nan_loss", "oom", "never_stops"}
 
 
 @pytest.mark.parametrize("scenario", TRAINING, ids=lambda s: s.id)
