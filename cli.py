@@ -128,9 +128,14 @@ def show_command(scenario_id: str, answers: bool, as_json: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Artifacts folder.")
 @click.option("--track-memory", is_flag=True, help="Count memory on the simulated device.")
 @click.option("--no-plots", is_flag=True, help="Write every file but the plots (faster).")
+@click.option("--memory-snapshot", is_flag=True, help="Also write memory_snapshot.pickle: the "
+              "allocation history for PyTorch's memory visualiser (pytorch.org/memory_viz).")
+@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Also write TensorBoard event files there (pip install "
+                   "'debugsim[tensorboard]').")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, no table.")
 def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, no_plots,
-                as_json) -> None:
+                memory_snapshot, tensorboard, as_json) -> None:
     """Run a scenario non-interactively and write its artifacts."""
     with usage_errors():
         prepared = app.to_run(scenario_id, seed, cause, fixes, sets)
@@ -138,14 +143,15 @@ def run_command(scenario_id, seed, cause, fixes, sets, out, track_memory, no_plo
     if not as_json:
         click.echo("\n".join([f"{prepared.scenario.id}: seed {seed} -> {out}/",
                               *app.changes(prepared)]))
-    with on_interrupt(f"partial metrics in {out}/metrics.jsonl"):
-        result = app.run(prepared, out, live=not as_json, track_memory=track_memory or None,
-                         plots=not no_plots)
+    with on_interrupt(f"partial metrics in {out}/metrics.jsonl"), usage_errors():
+        result = app.run(prepared, out, not as_json, track_memory or None, not no_plots,
+                         memory_snapshot, tensorboard)
     if as_json:
         return emit_json({"scenario": prepared.scenario.id, "seed": seed, "out": str(out),
                           "summary": result.summary})
     click.echo("\n".join(prepared.engine.summary_lines(result)))
-    click.echo(f"artifacts: {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
+    click.echo(f"artifacts: {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})"
+               + (f"\nTensorBoard: tensorboard --logdir {tensorboard}" if tensorboard else ""))
 
 
 @cli.command("check")
@@ -288,6 +294,25 @@ def reveal_command(scenario_id, seed, as_json) -> None:
     click.echo(f"{shown['scenario']}, seed {seed}: {shown['title']} ({shown['cause']})\n")
     click.echo(f"{shown['explanation']}\nThe tell: {shown['tell']}.")
     click.echo(f"Resolved by: {', '.join(shown['resolved_by'])}\n\n{shown['debrief']}")
+
+
+@cli.command("doctor")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--floor", type=float, help="The lowest loss this task can reach, if known "
+              "(slow progress is then judged against it).")
+@click.option("--json", "as_json", is_flag=True)
+def doctor_command(path, floor, as_json) -> None:
+    """Diagnose a training log: debugsim's metrics.jsonl, Hugging Face trainer_state.json, CSV
+    with a header, TensorBoard event files (a file, or a folder holding one).
+
+    Each finding says what it saw, where, how sure it is, likely causes, what to check next
+    and which debugsim scenario trains it. Reads the log only."""
+    from .sim.doctor import render
+    with usage_errors():
+        diagnosis = app.doctor(path, floor)
+    if as_json:
+        return emit_json(diagnosis.to_dict())
+    click.echo("\n".join(render(diagnosis)))
 
 
 QUIZ_RESULTS = click.option("--results", type=click.Path(dir_okay=False, path_type=Path),

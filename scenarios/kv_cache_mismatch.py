@@ -1,8 +1,8 @@
 """kv_cache_mismatch — the server's answers drift off the grammar. Where is the cache wrong?
 
-Every cause is a different line of the server's KV-cache bookkeeping (sim/serving.py): the
-rotary positions of cached tokens, who stores a decoding step's keys and values, and which
-cache a request starts from. The training is the same healthy one in every incident.
+Every cause is another way to write one function of the server's KV-cache bookkeeping: the
+rotary positions of cached tokens (sim/serving.py), how the cache grows (sim/models.py), and
+which cache a request starts from (sim/serving.py). The training is the same healthy one in every incident.
 """
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
@@ -56,12 +56,12 @@ SCENARIO = Scenario(
         Cause(
             id="kv_appended_twice",
             title="Each decoding step's keys and values are stored in the cache twice",
-            fault=Fault("the attention layer appends the new key/value and the refactored decode "
-                        "loop appends them again", config={"kv_store": "attention_and_loop"}),
+            fault=Fault("the refactored cache update stores a decoding step's new key/value "
+                        "twice", config={"kv_cache_update": "store_step_twice"}),
             explanation=(
-                "The attention layer already appends the new token's key and value to the cache;\n"
-                "the refactored decode loop stored them once more. Step 1 itself is right (it\n"
-                "attends over what the layer appended), but from step 2 on every earlier token\n"
+                "The refactored cache update returned the right keys and values for the step\n"
+                "but stored the new token's key and value twice. Step 1 itself is right (it\n"
+                "attends over what was returned), but from step 2 on every earlier token\n"
                 "counts twice in the softmax and the cache's length, which sets the next\n"
                 "position, runs ahead by one per step. The cache grows by two keys per token:\n"
                 "its length is the cheapest check there is."),
@@ -77,7 +77,7 @@ SCENARIO = Scenario(
             id="cache_not_reset",
             title="Requests share one cache: each request sees the ones before it",
             fault=Fault("the server allocates one KV cache at start-up and never resets it between "
-                        "requests", config={"kv_lifetime": "server"}),
+                        "requests", config={"kv_lifetime": "per_server"}),
             explanation=(
                 "The cache was allocated once per server, not once per request. The first\n"
                 "request was served exactly; every later one prefilled its prompt on top of the\n"
@@ -97,10 +97,10 @@ SCENARIO = Scenario(
     fixes=(
         Fix("advance_positions", "Start the positions of new tokens at the cache length",
             config={"kv_positions": "after_cache"}),
-        Fix("store_once", "Let only the attention layer append keys and values",
-            config={"kv_store": "attention"}),
+        Fix("store_once", "Store each step's keys and values once",
+            config={"kv_cache_update": "store_each_step"}),
         Fix("cache_per_request", "Give every request a fresh KV cache",
-            config={"kv_lifetime": "request"}),
+            config={"kv_lifetime": "per_request"}),
         Fix("no_kv_cache", "Serve without the KV cache (re-read the prefix every step)",
             config={"kv_cache": False},
             cost="without the cache every step re-reads the whole prefix: 270 token positions "
@@ -120,6 +120,7 @@ SCENARIO = Scenario(
         "cache_not_reset": ("cache_per_request", "no_kv_cache"),
     },
     generates_text=True,
+    code=("kv_positions", "kv_cache_update", "kv_lifetime"),
     recipe=("decode", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram",
             "kv_cache"),
     fixed=FIXED_REASONS,

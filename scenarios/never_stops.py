@@ -26,7 +26,7 @@ SCENARIO = Scenario(
         "A small transformer, pretrained on a toy language, is fine-tuned on prompt/reply pairs\n"
         "(SFT: [BOS] prompt [SEP] reply [EOS], only the reply and its EOS supervised; every\n"
         "reply has four words). Then it answers 16 held-out prompts, greedily, with a limit of\n"
-        "16 new tokens. Last release it answered in about four words and stopped. Now the\n"
+        "10 new tokens. Last release it answered in about four words and stopped. Now the\n"
         "answers run to the limit, or end before they say anything. The team changed 'the\n"
         "training data pipeline and the server' this week. Find out why and fix the cause."),
     # Pretraining (100 steps, sim/pretrained.py) then 150 SFT steps at lr 2e-2: on 8 training
@@ -35,31 +35,31 @@ SCENARIO = Scenario(
     # P(EOS) at 0.2-0.5 on a third of the seeds, and answers that run on.
     base={"init": "base", "data": "sft", "seq_len": 12, "response_words": 4, "vocab_size": 14,
           "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 32, "steps": 150, "lr": 2e-2,
-          "warmup_steps": 10, "schedule": "cosine", "decode": "greedy", "gen_tokens": 16},
+          "warmup_steps": 10, "schedule": "cosine", "decode": "greedy", "gen_tokens": 10},
     causes=(
         Cause(
             id="eos_masked_as_padding",
             title="Padding with EOS, the collator drops every label equal to the pad id: EOS too",
             fault=Fault("pad_token = eos_token, and the shared collator sets labels equal to the "
                         "pad id to -100", config={**PAD_AS_EOS.config,
-                                                  "label_mask": "response_not_pad"}),
+                                                  "padding_labels": "by_pad_id"}),
             explanation=(
                 "The tokenizer has no pad token, so padding used EOS. The shared collator then\n"
                 "did what generic LM collators do: every label equal to the pad id became -100\n"
                 "(ignored). Every real EOS at the end of a reply was ignored with the padding, so\n"
                 "the model was never taught to end an answer: P(EOS) where a reply ends stays\n"
-                "near zero and greedy decoding writes words until the limit. The held-out loss\n"
-                "even looks better than last week's, because the hardest-to-predict token was\n"
-                "dropped from it too. Use a distinct pad token, or mask padding by position\n"
-                "(the attention mask), never by id."),
-            tell="P(<eos>) at the end of held-out replies near 0; no answer contains <eos>; the "
-                 "held-out loss is lower than a healthy run's",
+                "near zero and greedy decoding writes words until the limit. The training loss\n"
+                "even looks a little better than last week's: the hardest-to-predict token is\n"
+                "missing from it. Use a distinct pad token, or mask padding by position (the\n"
+                "attention mask), never by id."),
+            tell="P(EOS) at the end of held-out replies near 0; no answer contains EOS; the "
+                 "batch's labels never hold EOS (2)",
             changes=(PAD_AS_EOS.log, COLLATOR_CODE),
             signal=Tell("eos", all_of(summary_at_most("p_eos_reply_end", 0.2),
                                       summary_at_most("eos_rate", 0.1))),
-            hints=("Look at where the model puts its probability of <eos> (eos).",
-                   "Teacher-forced on held-out pairs, is <eos> likely where a reply ends? Does "
-                   "any answer contain <eos>?")),
+            hints=("Look at where the model puts its probability of EOS (eos).",
+                   "Teacher-forced on held-out pairs, is EOS likely where a reply ends? Does "
+                   "any answer contain EOS?")),
         Cause(
             id="wrong_stop_token",
             title="Decoding stops at the wrong token id: the model's EOS is ignored",
@@ -67,20 +67,20 @@ SCENARIO = Scenario(
                         "instead of EOS (the same change set the temperature, unused by greedy)",
                         config={**TEMPERATURE.config, "stop_check": "sep"}),
             explanation=(
-                "The model learned to end its answers: it writes <eos> after about four words.\n"
+                "The model learned to end its answers: it writes EOS after about four words.\n"
                 "The refactored stopping criterion checked for another special token's id, so\n"
                 "the server never saw the end and kept decoding past it, where the model has\n"
-                "nothing left to say. The tell is in the text itself: <eos> sits in the middle\n"
+                "nothing left to say. The tell is in the text itself: EOS sits in the middle\n"
                 "of the answers. Stop on the id the model was trained to write (check\n"
                 "generation_config.eos_token_id against the tokenizer and the chat template's\n"
                 "end-of-turn token)."),
-            tell="the answers contain <eos> after a few words and go on to the limit; P(<eos>) at "
+            tell="the answers contain EOS after a few words and go on to the limit; P(EOS) at "
                  "the end of held-out replies is high",
             changes=(TEMPERATURE.log, STOPPING_CODE),
             signal=Tell("samples, eos", all_of(summary_at_least("eos_rate", 0.8),
                                                summary_at_most("stop_rate", 0.2))),
             hints=("Read the answers as the server returned them (samples).",
-                   "Does the model ever write <eos>? What does the server do after it?")),
+                   "Does the model ever write EOS? What does the server do after it?")),
         Cause(
             id="template_mismatch",
             title="The chat template at inference differs from training: no reply marker",
@@ -91,13 +91,13 @@ SCENARIO = Scenario(
                 "In training every reply followed [SEP]. The server's template left it out (the\n"
                 "HF equivalent: apply_chat_template without add_generation_prompt=True), so the\n"
                 "model was asked to continue the prompt, not to answer it. Nothing in training\n"
-                "covered that position: this model closes the turn at once, with <eos> and\n"
+                "covered that position: this model closes the turn at once, with EOS and\n"
                 "no words. Render the prompt exactly as in training, marker included, and\n"
                 "compare the token ids of a training example with what the server feeds."),
-            tell="answers end with <eos> after one word or none; the prompt as fed lacks the "
-                 "<sep> that every training example has before the reply",
+            tell="answers end with EOS after one word or none; the prompt as fed lacks the "
+                 "SEP that every training example has before the reply",
             changes=(TOP_K.log, TEMPLATE_CODE),
-            signal=Tell("samples, eos", all_of(summary_at_most("reply_words", 1.5),
+            signal=Tell("samples, eos", all_of(summary_at_most("answer_words", 1.5),
                                                summary_at_least("stop_rate", 0.9))),
             hints=("Read the prompts and answers exactly as the server fed and returned them "
                    "(samples).",
@@ -106,13 +106,13 @@ SCENARIO = Scenario(
     ),
     fixes=(
         Fix("supervise_eos", "Mask padding by position in the collator, so EOS keeps its label",
-            config={"label_mask": "response"}),
+            config={"padding_labels": "by_position"}),
         Fix("own_pad_token", "Give the tokenizer a pad token of its own",
             config={"pad_token": "pad"}),
         Fix("stop_at_eos", "Stop decoding at the EOS id", config={"stop_check": "eos"}),
         Fix("reply_marker", "Render the reply marker at the end of the inference prompt",
             config={"chat_template": "reply_marker"}),
-        Fix("cap_tokens", "Cap answers at 8 new tokens", config={"gen_tokens": 8}),
+        Fix("cap_tokens", "Cap answers at 6 new tokens", config={"gen_tokens": 6}),
         Fix("lower_temperature", "Lower the temperature to 0.5", config={"temperature": 0.5}),
     ),
     # Healthy (seeds 0-2): every answer stops, 3.8-4.4 words. Padding masked: no answer stops;
@@ -120,13 +120,14 @@ SCENARIO = Scenario(
     # Held-out loss: a quarter of the way from the unigram baseline to the floor (healthy runs
     # reach 0.35-0.65 of it on 8 seeds; see tests/test_learning.py's NOT_YET).
     criterion=Criterion(min_learnt=0.25, baselines=(0.7697, 2.356), min_stop_rate=0.9,
-                        min_reply_words=3.0),
+                        min_answer_words=3.0),
     resolves={
         "eos_masked_as_padding": ("supervise_eos", "own_pad_token"),
         "wrong_stop_token": ("stop_at_eos",),
         "template_mismatch": ("reply_marker",),
     },
     generates_text=True,
+    code=("sft_labels", "padding_labels", "chat_template", "stop_check"),
     recipe=("decode", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram",
             "kv_cache", "pad_token", "lr", "warmup_steps", "schedule"),
     fixed=FIXED_REASONS,

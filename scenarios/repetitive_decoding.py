@@ -1,5 +1,5 @@
 """repetitive_decoding — generated text loops. Decoding settings, the model, or the KV cache?"""
-from ..sim.team_code import EarlyExport, StaleKVCache
+from ..sim.team_code import EarlyExport
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, all_of, kv_cache_changes_text, summary_at_least, \
@@ -32,9 +32,9 @@ SCENARIO = Scenario(
         Cause(
             id="greedy_no_penalty",
             title="Plain greedy decoding: nothing stops the argmax from looping",
-            fault=Fault("the refactored decoding loop never applies the repetition penalty "
-                        "(the generation config still says 1.3)",
-                        config={"apply_repetition_penalty": False}),
+            fault=Fault("the refactored decoding loop applies the repetition penalty only when "
+                        "sampling (the generation config still says 1.3, and it decodes greedily)",
+                        config={"logits_processing": "penalty_when_sampling"}),
             explanation=(
                 "The model is fine. Greedy decoding always takes the most likely next word,\n"
                 "and in this language the next word depends only on the last two, so greedy\n"
@@ -42,8 +42,9 @@ SCENARIO = Scenario(
                 "every word after it repeats too, forever. Real LMs do the same (Holtzman et al.,\n"
                 "'The Curious Case of Neural Text Degeneration'): the argmax path is a\n"
                 "high-probability loop. The release relied on the repetition penalty to break\n"
-                "it, and the refactored decoding loop no longer applies it, though the config\n"
-                "still says 1.3. Sampling (temperature, top-p), a penalty that is applied, or\n"
+                "it, and the refactored decoding code applies it only when sampling, though the\n"
+                "config still says 1.3 and the release decodes greedily (the `code` probe shows\n"
+                "the condition). Sampling (temperature, top-p), a penalty that is applied, or\n"
                 "n-gram blocking breaks it."),
             tell="low loss and grammatical loops (every transition valid); sampled text is "
                  "varied and just as grammatical; KV cache on or off makes no difference",
@@ -75,8 +76,9 @@ SCENARIO = Scenario(
         Cause(
             id="stale_kv_cache",
             title="Decoding bug: the KV cache never stores the generated tokens",
-            fault=Fault("the decode loop passes the prompt's KV cache to every step instead of "
-                        "the updated one", callbacks=(StaleKVCache,)),
+            fault=Fault("the refactored cache update stores keys and values only at the prompt "
+                        "(prefill) and returns the extended ones without keeping them",
+                        config={"kv_cache_update": "store_on_prefill"}),
             explanation=(
                 "Each generated token's keys and values were computed and then thrown away: every\n"
                 "step attended over the prompt plus the newest token, at one fixed position.\n"
@@ -105,13 +107,13 @@ SCENARIO = Scenario(
         Fix("final_checkpoint", "Export the checkpoint of the last step",
             repairs=(EarlyExport,)),
         Fix("apply_penalty", "Apply the configured repetition penalty in the decoding loop",
-            config={"apply_repetition_penalty": True}),
+            config={"logits_processing": "penalty_then_ban"}),
         Fix("no_kv_cache", "Decode without the KV cache (re-read the prefix every step)",
             config={"kv_cache": False},
             cost="without the cache every token re-reads the whole prefix: decoding cost grows "
                  "with the square of the length, and the cache bug is still there"),
         Fix("store_kv", "Keep each step's keys and values in the cache",
-            repairs=(StaleKVCache,)),
+            config={"kv_cache_update": "store_each_step"}),
     ),
     # Measured on seeds 0-9: healthy runs repeat <= 0.24 of their 3-grams with loops <= 7.3
     # tokens and 100% grammatical greedy text (sampled: >= 0.94); the broken ones repeat >= 0.45
@@ -126,6 +128,7 @@ SCENARIO = Scenario(
         "stale_kv_cache": ("no_kv_cache", "store_kv"),
     },
     generates_text=True,
+    code=("logits_processing", "kv_cache_update"),
     recipe=("decode", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram",
             "kv_cache", "lr", "warmup_steps", "schedule"),
     fixed=FIXED_REASONS,

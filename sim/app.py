@@ -193,14 +193,53 @@ def simulate(scenario_or_id, seed: int, cause: str | None = None, fixes: Sequenc
                    track_memory=track_memory)
 
 
+SNAPSHOT_FILE = "memory_snapshot.pickle"
+
+
 def run(prepared: Prepared, out: Path | None = None, live: bool = False,
-        track_memory: bool | None = None, plots: bool = True) -> RunResult:
+        track_memory: bool | None = None, plots: bool = True, memory_snapshot: bool = False,
+        tensorboard: Path | None = None) -> RunResult:
     """Run and write every artifact: metrics, config, summary, summary.md, changes.md and
-    (unless `plots` is False) the plots."""
+    (unless `plots` is False) the plots; with `memory_snapshot`, the simulated device's
+    allocation history for PyTorch's memory visualiser (memory_snapshot.pickle); with
+    `tensorboard`, TensorBoard event files in that folder (the optional extra, checked first)."""
     out = Path(out) if out else default_out(prepared)
-    result = execute(prepared, out, live, track_memory)
-    _write_report(result, out, prepared.engine.write_plots(result, out) if plots else ())
+    if tensorboard:
+        _optional_extra()
+    with _recording(memory_snapshot) as history:
+        result = execute(prepared, out, live, True if memory_snapshot else track_memory)
+    if history is not None:
+        from .memory_snapshot import write
+        if history.snapshot is None:
+            raise UsageError(f"{prepared.scenario.id} does not train on the simulated device, "
+                             "so there is no allocation history to snapshot")
+        write(history.snapshot, out / SNAPSHOT_FILE)
+    drawn = prepared.engine.write_plots(result, out) if plots else ()
+    _write_report(result, out, drawn)
+    if tensorboard:
+        from .tensorboard import write_run
+        write_run(result, tensorboard, drawn)
     return result
+
+
+def _optional_extra() -> None:
+    """UsageError (one line, naming the extra) when TensorBoard's writer is not installed."""
+    from .tensorboard import MissingExtra, require
+    try:
+        require()
+    except MissingExtra as error:
+        raise UsageError(str(error)) from None
+
+
+@contextlib.contextmanager
+def _recording(memory_snapshot: bool):
+    if not memory_snapshot:
+        yield None
+        return
+    from .device import record_memory_history
+    from .memory_snapshot import MemoryHistory
+    with record_memory_history(MemoryHistory()) as history:
+        yield history
 
 
 def run_drawing_later(prepared: Prepared, out: Path | None = None, live: bool = False,
@@ -356,6 +395,16 @@ def reveal(scenario_or_id, seed: int, key: str | None = None) -> dict:
             "explanation": cause.explanation, "tell": cause.tell,
             "resolved_by": list(spec.resolves.get(cause.id, ())),
             "interview_question": spec.interview_question, "debrief": spec.debrief}
+
+
+def doctor(path: Path, floor: float | None = None):
+    """Diagnose a training log (debugsim, Hugging Face, CSV, TensorBoard) from the log alone;
+    UsageError for a path or format the doctor cannot read."""
+    from . import doctor as log_doctor
+    try:
+        return log_doctor.diagnose(path, floor)
+    except (log_doctor.DoctorError, OSError) as error:
+        raise UsageError(str(error).splitlines()[0]) from None
 
 
 QUIZ_DIR = Path("debugsim-quiz")

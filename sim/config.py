@@ -34,7 +34,6 @@ class TrainConfig:
     pad_token: str = "pad"          # sft: what the collator pads with: pad (its own id) | eos
     response_words: int = 0         # sft: words per response; 0 = 3 to 8 (uniform)
     init: str = "scratch"           # scratch | base (start from a model pretrained on the language)
-    label_mask: str = "response"    # code: which sft tokens carry a label (response | response_not_pad)
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
@@ -63,16 +62,22 @@ class TrainConfig:
     top_k: int = 0                  # 0 = off
     top_p: float = 1.0              # 1.0 = off
     repetition_penalty: float = 1.0 # 1.0 = off
-    apply_repetition_penalty: bool = True  # code: whether the decoding loop applies it
     no_repeat_ngram: int = 0        # 0 = off
     gen_tokens: int = 40            # tokens generated per sample
     kv_cache: bool = True
     requests: int = 1               # the prompts arrive as this many requests, served in turn
-    chat_template: str = "reply_marker"  # code: sft inference prompt (reply_marker | no_reply_marker)
-    stop_check: str = "eos"         # code: sft decoding stops at this token (eos | sep)
-    kv_lifetime: str = "request"    # code: which cache a request starts from (request | server)
-    kv_positions: str = "after_cache"  # code: rotary positions of cached tokens (after_cache | in_chunk)
-    kv_store: str = "attention"     # code: who stores a decoding step's keys/values
+    # --- code: which way each replaceable function of the team's code is written (see
+    # `sim/implementations.py`); never a setting, never in a config file ---
+    logits_processing: str = "penalty_then_ban"   # decoding: repetition controls on the scores
+    kv_cache_update: str = "store_each_step"      # decoding: how the KV cache grows
+    sft_template: str = "with_eos"                # sft data: how a pair becomes token ids
+    sft_labels: str = "response_and_eos"          # sft data: which tokens carry a label
+    label_shift: str = "one_ahead"               # sft data: how targets line up with inputs
+    padding_labels: str = "by_position"           # sft data: how padding loses its labels
+    kv_positions: str = "after_cache"             # serving: rotary positions of cached tokens
+    kv_lifetime: str = "per_request"              # serving: which cache a request starts from
+    chat_template: str = "reply_marker"           # serving: how a chat prompt becomes token ids
+    stop_check: str = "eos"                       # serving: where an answer ends
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -90,17 +95,31 @@ class TrainConfig:
         return self.batch_size * self.grad_accum_steps * self.seq_len
 
 
+# The replaceable functions of the team's code (`sim/implementations.py`): the TrainConfig field
+# that picks one, and the names of its implementations, the usual (healthy) one first.
+IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
+    "logits_processing": ("penalty_then_ban", "penalty_when_sampling"),
+    "kv_cache_update": ("store_each_step", "store_on_prefill", "store_step_twice"),
+    "sft_template": ("with_eos", "without_eos"),
+    "sft_labels": ("response_and_eos", "response_words", "whole_example"),
+    "label_shift": ("one_ahead", "same_position"),
+    "padding_labels": ("by_position", "by_pad_id"),
+    "kv_positions": ("after_cache", "in_chunk"),
+    "kv_lifetime": ("per_request", "per_server"),
+    "chat_template": ("reply_marker", "no_reply_marker"),
+    "stop_check": ("eos", "sep"),
+}
+
 # Fields that model how the code is written (a code bug is injected by setting one), not
 # settings a user writes in a config file.
-IMPLEMENTATION_FIELDS = ("attn_mask_value", "apply_repetition_penalty", "lr_scale",
-                         "kv_lifetime", "kv_positions", "kv_store", "label_mask",
-                         "chat_template", "stop_check")
+IMPLEMENTATION_FIELDS = ("attn_mask_value", "lr_scale",
+                         *IMPLEMENTATIONS)
 
 # Fields only decoding reads: two runs that differ only in these train the same model.
 DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
-                   "apply_repetition_penalty", "no_repeat_ngram", "gen_tokens", "kv_cache",
-                 "requests", "kv_lifetime", "kv_positions", "kv_store", "chat_template",
-                 "stop_check")
+                   "no_repeat_ngram", "gen_tokens", "kv_cache",
+                   "logits_processing", "kv_cache_update", "requests", "kv_positions",
+                   "kv_lifetime", "chat_template", "stop_check")
 
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
 FIXED_REASONS: dict[str, str] = {
@@ -116,13 +135,10 @@ FIXED_REASONS: dict[str, str] = {
     "gen_tokens": "it changes the measurement (how much text is judged), not the model",
     "seed": "the seed is the incident itself",
     "attn_mask_value": "it is how the code is written, not a setting: use the named fix",
-    "apply_repetition_penalty": "it is how the code is written, not a setting: use the named "
-                                "fix",
     "lr_scale": "it is how the code is written, not a setting: change lr instead",
     "requests": "it changes the measurement (how the prompts arrive), not the model",
-    **{name: "it is how the code is written, not a setting: use the named fix"
-       for name in ("kv_lifetime", "kv_positions", "kv_store", "label_mask", "chat_template",
-                    "stop_check")},
+    **{slot: "it is how the code is written, not a setting: use the named fix"
+       for slot in IMPLEMENTATIONS},
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -135,14 +151,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("fp32", "fp16", "bf16"),
     "decode": ("greedy", "sample"),
     "device": ("cpu", "cuda"),
-    "kv_lifetime": ("request", "server"),
-    "kv_positions": ("after_cache", "in_chunk"),
-    "kv_store": ("attention", "attention_and_loop"),
     "pad_token": ("pad", "eos"),
     "init": ("scratch", "base"),
-    "label_mask": ("response", "response_not_pad"),
-    "chat_template": ("reply_marker", "no_reply_marker"),
-    "stop_check": ("eos", "sep"),
+    **IMPLEMENTATIONS,
 }
 
 # (lowest allowed, whether the lowest itself is allowed)

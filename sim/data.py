@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import torch
 
+from .implementations import chosen, implements
+
 PAD, BOS, EOS, SEP = 0, 1, 2, 3
 FIRST_WORD = 4
 IGNORE = -100                    # target value that the loss skips
@@ -134,6 +136,90 @@ class MarkovStream:
         return self._sequences(0, count, self.config.seed + 104729)[:, :length]
 
 
+@implements("sft_template", "with_eos")
+def format_example(prompt: list[int], response: list[int]) -> list[int]:
+    """One prompt/response pair as the token ids the model trains on: BOS, the prompt, SEP,
+    the response, EOS."""
+    return [BOS, *prompt, SEP, *response, EOS]
+
+
+@implements("sft_template", "without_eos")
+def build_example(prompt: list[int], response: list[int]) -> list[int]:
+    """One prompt/response pair as the token ids the model trains on: BOS, the prompt, SEP,
+    the response, EOS."""
+    return [BOS, *prompt, SEP, *response]
+
+
+@implements("sft_labels", "response_and_eos")
+def response_labels(example: list[int]) -> list[bool]:
+    """Which tokens of an example the loss is computed on: everything after SEP (the
+    response and its EOS); never the prompt."""
+    start = example.index(SEP) + 1 if SEP in example else len(example)
+    return [i >= start for i in range(len(example))]
+
+
+@implements("sft_labels", "response_words")
+def answer_labels(example: list[int]) -> list[bool]:
+    """Which tokens of an example the loss is computed on: everything after SEP (the
+    response and its EOS); never the prompt."""
+    start = example.index(SEP) + 1 if SEP in example else len(example)
+    return [i >= start and token >= FIRST_WORD for i, token in enumerate(example)]
+
+
+@implements("sft_labels", "whole_example")
+def example_labels(example: list[int]) -> list[bool]:
+    """Which tokens of an example the loss is computed on: everything after SEP (the
+    response and its EOS); never the prompt."""
+    start = 1 if SEP in example else len(example)
+    return [i >= start for i in range(len(example))]
+
+
+@implements("label_shift", "one_ahead")
+def next_token_targets(tokens, supervised):
+    """Inputs and targets of a padded batch: position t is trained to predict token t + 1,
+    where that token carries a label (IGNORE elsewhere)."""
+    inputs = tokens[:, :-1]
+    targets = tokens[:, 1:].masked_fill(~supervised[:, 1:], IGNORE)
+    return inputs, targets
+
+
+@implements("label_shift", "same_position")
+def aligned_targets(tokens, supervised):
+    """Inputs and targets of a padded batch: position t is trained to predict token t + 1,
+    where that token carries a label (IGNORE elsewhere)."""
+    inputs = tokens[:, :-1]
+    targets = inputs.masked_fill(~supervised[:, 1:], IGNORE)
+    return inputs, targets
+
+
+def pad_token_id(config) -> int:
+    """The id the collator pads with: a PAD token of its own, or EOS (a tokenizer without a
+    pad token, given `pad_token = eos_token`)."""
+    return EOS if config.pad_token == "eos" else PAD
+
+
+@implements("padding_labels", "by_position")
+def unpadded_labels(tokens, supervised, padding, pad_id):
+    """The collated batch's labels with every padding position left out of the loss."""
+    return supervised & ~padding
+
+
+@implements("padding_labels", "by_pad_id")
+def labels_without_padding(tokens, supervised, padding, pad_id):
+    """The collated batch's labels with every padding position left out of the loss."""
+    return supervised & (tokens != pad_id)
+
+
+def measurement_config(config):
+    """`config` with the usual data pipeline: how held-out data is built and scored is part of
+    the measurement, whatever the team's training code does."""
+    import dataclasses
+    from .config import IMPLEMENTATIONS
+    usual = {slot: names[0] for slot, names in IMPLEMENTATIONS.items()
+             if slot in ("sft_template", "sft_labels", "label_shift", "padding_labels")}
+    return dataclasses.replace(config, **usual)
+
+
 class SftStream:
     """Prompt/response pairs: [BOS] prompt [SEP] response [EOS], padded; only the response is
     supervised. Prompts vary in length and long ones push the response past `seq_len`
@@ -145,10 +231,13 @@ class SftStream:
         self.config = config
         self.grammar = grammar(config.vocab_size)
         self.pool, self.pool_lengths = self._make_pool(config.seed)
-        self.eval_pool, _ = self._make_pool(config.seed + 7919, self.config.eval_batch_size)
+        # the held-out set is the measurement, not the team's code: always the usual pipeline
+        self.measured = measurement_config(config)
+        self.eval_pool, _ = self._make_pool(config.seed + 7919, self.config.eval_batch_size,
+                                            self.measured)
 
-    def _make_pool(self, seed: int, size: int | None = None):
-        cfg = self.config
+    def _make_pool(self, seed: int, size: int | None = None, config=None):
+        cfg = config or self.config
         size = size or self.POOL
         gen = torch.Generator().manual_seed(seed)
         words = self.grammar.sample(size, cfg.seq_len + 8, gen)
@@ -156,32 +245,31 @@ class SftStream:
         low, high = response_range(cfg)
         response_lengths = torch.randint(low, high + 1, (size,),
                                          generator=gen)
+        template = chosen(cfg, "sft_template")
         rows, lengths = [], []
         for i in range(size):
             p, r = int(prompt_lengths[i]), int(response_lengths[i])
-            seq = [BOS, *words[i, :p].tolist(), SEP, *words[i, p:p + r].tolist(), EOS]
+            seq = template(words[i, :p].tolist(), words[i, p:p + r].tolist())
             rows.append(seq[:cfg.seq_len + 1])          # truncation cuts responses of long prompts
             lengths.append(p)
         return rows, lengths
 
-    def _collate(self, rows: list[list[int]]) -> Batch:
-        cfg = self.config
+    def _collate(self, rows: list[list[int]], config=None) -> Batch:
+        cfg = config or self.config
         width = cfg.seq_len + 1
         pad_id = pad_token_id(cfg)
         tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        real = torch.zeros(len(rows), width, dtype=torch.bool)
-        response = torch.zeros(len(rows), width, dtype=torch.bool)   # after SEP, not padding
+        supervised = torch.zeros(len(rows), width, dtype=torch.bool)
+        padding = torch.ones(len(rows), width, dtype=torch.bool)
+        labelled = chosen(cfg, "sft_labels")
         for i, seq in enumerate(rows):
             offset = width - len(seq) if cfg.padding_side == "left" else 0
             tokens[i, offset:offset + len(seq)] = torch.tensor(seq)
-            real[i, offset:offset + len(seq)] = True
-            if SEP in seq:
-                sep = seq.index(SEP)
-                response[i, offset + sep + 1:offset + len(seq)] = True
-        supervised = LABEL_MASKS[cfg.label_mask](tokens, response, pad_id)
-        targets = tokens[:, 1:].masked_fill(~supervised[:, 1:], IGNORE)
-        inputs = tokens[:, :-1]
-        return Batch(inputs.contiguous(), targets.contiguous(), ~real[:, :-1])
+            supervised[i, offset:offset + len(seq)] = torch.tensor(labelled(seq))
+            padding[i, offset:offset + len(seq)] = False
+        supervised = chosen(cfg, "padding_labels")(tokens, supervised, padding, pad_id)
+        inputs, targets = chosen(cfg, "label_shift")(tokens, supervised)
+        return Batch(inputs.contiguous(), targets.contiguous(), padding[:, :-1].contiguous())
 
     def _order(self, epoch: int) -> list[int]:
         cfg = self.config
@@ -207,31 +295,16 @@ class SftStream:
         return self._order_list
 
     def eval_batch(self) -> Batch:
-        return self._collate(self.eval_pool)
+        return self._collate(self.eval_pool, self.measured)
 
     def prompts(self, count: int, length: int = 4) -> torch.Tensor:
         return torch.tensor([row[1:1 + length] for row in self.pool[:count]])
 
-
-def pad_token_id(config) -> int:
-    """The id the collator pads with: a PAD token of its own, or EOS (a tokenizer without a
-    pad token, given `pad_token = eos_token`)."""
-    return EOS if config.pad_token == "eos" else PAD
-
-
-# --- which tokens carry a label (the collator's `label_mask` implementation) ----------------
-
-def labels_on_response(tokens, response, pad_id):
-    """Supervise the response tokens as the collator placed them (EOS included)."""
-    return response
-
-
-def labels_on_response_except_pad(tokens, response, pad_id):
-    """Supervise the response, then drop every label that equals the pad id."""
-    return response & (tokens != pad_id)
-
-
-LABEL_MASKS = {"response": labels_on_response, "response_not_pad": labels_on_response_except_pad}
+    def answer_prompts(self, count: int) -> list[list[int]]:
+        """Held-out prompts to answer, as the model sees them before its answer: [BOS] prompt
+        [SEP] (only examples whose response survived truncation)."""
+        rows = [row for row in self.eval_pool if SEP in row and row.index(SEP) < len(row) - 1]
+        return [row[:row.index(SEP) + 1] for row in rows[:count]]
 
 
 def make_stream(config):

@@ -7,17 +7,16 @@ with no cache to get wrong). Each step turns the last position's logits into a t
     logits -> repetition penalty -> no-repeat-n-gram ban -> greedy argmax
                                                          or temperature -> top-k -> top-p -> sample
 
-Callbacks see every cached forward pass through `on_decode_step` (that is where the KV-cache
-faults in `team_code.py` live).
+Callbacks see every cached forward pass through `on_decode_step`. How the scores are adjusted
+and how the KV cache grows are replaceable functions (`sim/implementations.py`).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from . import repetition
 from .callbacks import CallbackList
-from .data import EOS, PAD, SEP
+from .implementations import chosen, implements
 from .models import TinyTransformer
 from .serving import Server
 
@@ -32,10 +31,11 @@ def generate(model, prompts, config, callbacks=(), run=None, trace=None) -> torc
     Returns the full sequences, prompt included: (batch, prompt_len + gen_tokens). Uses the
     decoding fields of `config` (decode, temperature, top_k, top_p, repetition_penalty,
     no_repeat_ngram, kv_cache, requests) and is deterministic for `config.seed`. The prompts are
-    served as `config.requests` requests of equal size, one after another, by one server. When
-    `trace` is a list, each request appends {"logits": its last-position logits, (rows,
-    gen_tokens, vocab), "cache_keys": the keys the cache holds after each step ([] uncached)}.
-    The model is put in eval mode for the call and restored afterwards.
+    served as `config.requests` requests of equal size, one after another, by one server
+    (`sim/serving.py`). When `trace` is a list, each request appends {"logits": its
+    last-position logits, (rows, gen_tokens, vocab), "cache_keys": the keys its cache held
+    after each step ([] without a cache)}. The model is put in eval mode for the call and
+    restored afterwards.
     """
     was_training = model.training
     model.eval()
@@ -54,19 +54,11 @@ def generate(model, prompts, config, callbacks=(), run=None, trace=None) -> torc
     return torch.cat(outputs)
 
 
-# The token an SFT model's decoding stops at (the `stop_check` implementation field).
-STOP_IDS = {"eos": EOS, "sep": SEP}
-
-
 def _serve(model, tokens, config, gen, server, hooks, run, trace):
     """One request: the prompt prefilled once, then one token per step (or, without a server,
-    the whole prefix re-read every step). A chat model's rows stop at the stop token: the
-    rest of a finished row is padding, and decoding ends when every row has finished."""
+    the whole prefix re-read every step)."""
     cache = server.start_request() if server else None
     steps, held = [], []
-    stop_id = STOP_IDS[config.stop_check] if config.data == "sft" else None
-    done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
-    width = tokens.shape[1] + config.gen_tokens
     for step in range(config.gen_tokens):
         if cache is None:
             logits = model(tokens)[:, -1]                       # re-read the whole prefix
@@ -77,18 +69,10 @@ def _serve(model, tokens, config, gen, server, hooks, run, trace):
             if positions is None:
                 positions = server.positions(cache, new.shape[1]).to(tokens.device)
             logits = model(new, cache=cache, positions=positions)[:, -1]
-            if step > 0:
-                server.after_decode_step(cache)
             held.append(cache.length)
         steps.append(logits.float())
         next_token = choose(logits.float(), tokens, config, gen)
-        if stop_id is not None:
-            next_token = next_token.masked_fill(done, PAD)
-            done |= next_token == stop_id
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
-        if stop_id is not None and bool(done.all()):
-            tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=PAD)
-            break
     if trace is not None:
         trace.append({"logits": torch.stack(steps, dim=1).cpu(), "cache_keys": held})
     return tokens
@@ -96,11 +80,7 @@ def _serve(model, tokens, config, gen, server, hooks, run, trace):
 
 def choose(logits, tokens, config, gen) -> torch.Tensor:
     """One next token per row from the last-position `logits` (batch, vocab)."""
-    logits = logits.clone()
-    if config.repetition_penalty != 1.0 and config.apply_repetition_penalty:
-        apply_repetition_penalty(logits, tokens, config.repetition_penalty)
-    if config.no_repeat_ngram > 0:
-        ban_repeated_ngrams(logits, tokens, config.no_repeat_ngram)
+    logits = chosen(config, "logits_processing")(logits, tokens, config)
     if config.decode == "greedy":
         return logits.argmax(dim=-1)                   # temperature/top-k/top-p do not apply
     logits = logits / config.temperature
@@ -112,6 +92,30 @@ def choose(logits, tokens, config, gen) -> torch.Tensor:
         probs = nucleus(probs, config.top_p)
     # draw on the CPU: the generator lives there, and a run samples alike on every device
     return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(logits.device)
+
+
+@implements("logits_processing", "penalty_then_ban")
+def processed_logits(logits, tokens, config):
+    """The next-token scores after the generation config's repetition controls: the
+    repetition penalty, then the no-repeat-n-gram ban. Returns a new tensor."""
+    logits = logits.clone()
+    if config.repetition_penalty != 1.0:
+        apply_repetition_penalty(logits, tokens, config.repetition_penalty)
+    if config.no_repeat_ngram > 0:
+        ban_repeated_ngrams(logits, tokens, config.no_repeat_ngram)
+    return logits
+
+
+@implements("logits_processing", "penalty_when_sampling")
+def adjusted_logits(logits, tokens, config):
+    """The next-token scores after the generation config's repetition controls: the
+    repetition penalty, then the no-repeat-n-gram ban. Returns a new tensor."""
+    logits = logits.clone()
+    if config.decode == "sample" and config.repetition_penalty != 1.0:
+        apply_repetition_penalty(logits, tokens, config.repetition_penalty)
+    if config.no_repeat_ngram > 0:
+        ban_repeated_ngrams(logits, tokens, config.no_repeat_ngram)
+    return logits
 
 
 def apply_repetition_penalty(logits, tokens, penalty: float) -> None:
@@ -142,17 +146,53 @@ def nucleus(probs, top_p: float):
     return torch.zeros_like(probs).scatter(1, order, sorted_probs)
 
 
+def answer_and_measure(run, callbacks=(), trace=None) -> tuple[list[list[int]], dict]:
+    """SFT: answer held-out prompts with the run's decoding settings, each prompt rendered by
+    the server's chat template (usually [BOS] prompt [SEP]) and each answer cut where the
+    server's stopping criterion ends it (usually after its first EOS), and measure them:
+    `stop_rate` (share of answers that end with EOS within `gen_tokens`), `answer_words` (mean
+    words before the stop), `valid_rate` (share of answer transitions the grammar allows, the
+    prompt's last two words as context; a special token in an answer counts as a wrong word),
+    `eos_rate` (share of answers that contain EOS) and the model's P(EOS) on held-out pairs
+    (`chat.eos_probabilities`)."""
+    from .chat import eos_probabilities, prompt_words
+    from .data import EOS, FIRST_WORD
+    valid = run.stream.grammar.valid
+    template, answer_end = chosen(run.config, "chat_template"), chosen(run.config, "stop_check")
+    answers, stops, words, good, total = [], 0, 0, 0, 0
+    for prompt in run.stream.answer_prompts(N_PROMPTS):
+        fed = template(prompt_words(prompt))
+        out = generate(run.model, torch.tensor([fed]), run.config, callbacks, run=run,
+                       trace=trace)
+        answer = out[0, len(fed):].tolist()
+        end = answer_end(answer)
+        if end is not None:
+            answer = answer[:end + 1]
+            stops += answer[-1] == EOS
+        answers.append(answer)
+        context = prompt[-3:-1]
+        for token in answer:
+            if token == EOS:
+                break
+            good += token >= FIRST_WORD and valid(*context, token)
+            total += 1
+            context = [context[1], token]
+        words += sum(t >= FIRST_WORD for t in answer)
+    return answers, {"stop_rate": stops / len(answers), "answer_words": words / len(answers),
+                     "valid_rate": good / total if total else 1.0,
+                     "eos_rate": sum(EOS in a for a in answers) / len(answers),
+                     **eos_probabilities(run.model, run.stream)}
+
+
 def sample_and_measure(run, callbacks=(), trace=None) -> tuple[list[list[int]], dict]:
     """Generate continuations of the run's prompts with its decoding settings and measure them.
 
     Returns the continuations (prompt stripped) and the repetition metrics of
     `repetition.summarize` plus `valid_rate`, the share of generated transitions the toy
-    grammar allows (judged with the prompt as context for the first two tokens). `trace`: see
-    `generate`.
+    grammar allows (judged with the prompt as context for the first two tokens).
     """
     if run.config.data == "sft":
-        from .chat import chat_and_measure
-        return chat_and_measure(run, callbacks, trace)
+        return answer_and_measure(run, callbacks, trace)
     prompts = run.stream.prompts(N_PROMPTS, PROMPT_LEN)
     full = generate(run.model, prompts, run.config, callbacks, run=run, trace=trace).cpu().tolist()
     samples = [seq[PROMPT_LEN:] for seq in full]
@@ -163,10 +203,12 @@ def sample_and_measure(run, callbacks=(), trace=None) -> tuple[list[list[int]], 
     return samples, metrics
 
 
-def shown_prompts(config, count: int) -> torch.Tensor:
-    """The prompts a run's samples continue, as fed to the model."""
-    if config.data == "sft":
-        from .chat import inference_prompts
-        return inference_prompts(config, count)
+def shown_prompts(config, count: int) -> list[list[int]]:
+    """The prompts a run's samples continue, as the model was fed them."""
     from .data import make_stream
-    return make_stream(config).prompts(count, PROMPT_LEN)
+    stream = make_stream(config)
+    if config.data != "sft":
+        return stream.prompts(count, PROMPT_LEN).tolist()
+    from .chat import prompt_words
+    template = chosen(config, "chat_template")
+    return [template(prompt_words(p)) for p in stream.answer_prompts(count)]

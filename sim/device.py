@@ -3,8 +3,12 @@
 Every tensor storage an operator creates while the device is active is counted against the
 budget until Python frees it (a weak reference to the storage, with a callback), attributed to
 the phase of the loop that created it: parameters, gradients, optimizer state, activations
-(forward), or inputs. Exceeding the budget raises `SimulatedOutOfMemory`, worded like CUDA's
-error.
+(forward), or inputs. Exceeding the budget raises `SimulatedOutOfMemory`: a
+`torch.OutOfMemoryError` worded as PyTorch's caching allocator words it.
+
+`record_memory_history` asks the next device made to record its allocation history (for a
+snapshot in the format of `torch.cuda.memory._dump_snapshot`, see `memory_snapshot.py`); a
+device that is not asked runs exactly the code below, with nothing added to the hook.
 
 Cost: while the device is active every operator passes through `__torch_dispatch__`, a round
 trip from C++ to Python that costs more than the tiny operators themselves; on the oom model a
@@ -43,16 +47,60 @@ _Tensor = torch.Tensor
 _top_mode = getattr(_python_dispatch, "_get_current_dispatch_mode", None)
 
 
-class SimulatedOutOfMemory(RuntimeError):
-    """Raised like `torch.OutOfMemoryError` when the simulated device is over budget."""
+# torch.OutOfMemoryError since 2.5; torch.cuda.OutOfMemoryError (the same class) before
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+
+
+def format_size(nbytes: int) -> str:
+    """Sizes as PyTorch's caching allocator prints them (its `format_size`)."""
+    if nbytes <= 1024:
+        return f"{int(nbytes)} bytes"
+    if nbytes <= MiB:
+        return f"{nbytes / 1024:.2f} KiB"
+    if nbytes <= 2 ** 30:
+        return f"{nbytes / MiB:.2f} MiB"
+    return f"{nbytes / 2 ** 30:.2f} GiB"
+
+
+class SimulatedOutOfMemory(OutOfMemoryError):
+    """The simulated device is over budget: a real `torch.OutOfMemoryError` (so
+    `except torch.OutOfMemoryError` catches it), worded like the caching allocator's message,
+    with "(simulated device)" after the device's name. The tracker counts exact storage bytes
+    and caches nothing, so nothing is ever reserved but unallocated."""
 
     def __init__(self, requested: int, capacity: int, in_use: int, phase: str) -> None:
         self.requested, self.capacity, self.in_use, self.phase = requested, capacity, in_use, phase
-        free = max(capacity - (in_use - requested), 0)
+        allocated = in_use - requested
+        free = max(capacity - allocated, 0)
         super().__init__(
-            f"CUDA out of memory (simulated). Tried to allocate {requested / MiB:.2f} MiB "
-            f"during {phase}. Device has a total capacity of {capacity / MiB:.2f} MiB of which "
-            f"{free / MiB:.2f} MiB is free; {(in_use - requested) / MiB:.2f} MiB is in use.")
+            f"CUDA out of memory. Tried to allocate {format_size(requested)}. GPU 0 (simulated "
+            f"device) has a total capacity of {format_size(capacity)} of which "
+            f"{format_size(free)} is free. Including non-PyTorch memory, this process has "
+            f"{format_size(allocated)} memory in use. Of the allocated memory "
+            f"{format_size(allocated)} is allocated by PyTorch, and 0 bytes is reserved by "
+            f"PyTorch but unallocated. If reserved but unallocated memory is large try setting "
+            f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  See "
+            f"documentation for Memory Management  "
+            f"(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)")
+
+    def __reduce__(self):                       # picklable (worker processes, caches)
+        return type(self), (self.requested, self.capacity, self.in_use, self.phase)
+
+
+_history_request = None     # what `record_memory_history` asks of the next device made
+
+
+@contextlib.contextmanager
+def record_memory_history(history):
+    """The first device made inside the block records into `history` (an object with
+    `attach(device) -> bool` and `stop()`), as `torch.cuda.memory._record_memory_history()`
+    before a run would."""
+    global _history_request
+    previous, _history_request = _history_request, history
+    try:
+        yield history
+    finally:
+        _history_request = previous
 
 
 class _Counted(weakref.ref):
@@ -67,6 +115,7 @@ class SimulatedDevice(TorchDispatchMode):
         self.enabled = enabled              # disabled: a no-op context, nothing is counted
         self.capacity = int(capacity_bytes)
         self.phase = "inputs"
+        self.phase_named = False            # inside `phase_of` (else `phase` is the default)
         self.paused = False
         self._live: dict[int, _Counted] = {}
         self.by_category = dict.fromkeys(CATEGORIES, 0)
@@ -76,6 +125,9 @@ class SimulatedDevice(TorchDispatchMode):
         self.peak_breakdown = dict(self.by_category)
         self._active = 0                    # how deep `with device:` is entered
         self._on_free = self._release       # one bound method for every weak reference
+        self.history = None
+        if enabled and _history_request is not None and _history_request.attach(self):
+            self.history = _history_request     # it wraps `_count`, `_on_free`, `reset_step_peak`
 
     # --- accounting -------------------------------------------------------------------
     def track(self, tensor: torch.Tensor, category: str | None = None) -> None:
@@ -117,11 +169,12 @@ class SimulatedDevice(TorchDispatchMode):
 
     @contextlib.contextmanager
     def phase_of(self, phase: str):
-        previous, self.phase = self.phase, phase
+        previous, named = self.phase, self.phase_named
+        self.phase, self.phase_named = phase, True
         try:
             yield
         finally:
-            self.phase = previous
+            self.phase, self.phase_named = previous, named
 
     @contextlib.contextmanager
     def untracked(self):
@@ -152,6 +205,8 @@ class SimulatedDevice(TorchDispatchMode):
         if not self.enabled:
             return None
         self._active -= 1
+        if not self._active and self.history is not None:
+            self.history.stop()             # the state at the end (or at the out-of-memory)
         return super().__exit__(*exc)
 
     # --- the dispatch hook ------------------------------------------------------------

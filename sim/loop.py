@@ -139,7 +139,7 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     model = build_model(config).to(config.device)
     if config.init == "base":
         from .pretrained import base_weights
-        model.load_state_dict(base_weights(config))
+        model.load_state_dict(base_weights(config, train))
     optimizer = build_optimizer(config, model)
     scale = loss_scale_of(config)
     scaler = torch.amp.GradScaler(config.device) if scale == "dynamic" else None

@@ -13,12 +13,56 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .implementations import implements
+
+
+@implements("kv_cache_update", "store_each_step")
+def extend_cache(cache, layer, keys, values):
+    """Keys and values of every position seen so far at `layer`: the cached ones, then the
+    new ones. The cache keeps them for the next step."""
+    if layer == len(cache.keys):                        # the prompt: nothing cached yet
+        cache.keys.append(keys)
+        cache.values.append(values)
+    else:
+        cache.keys[layer] = torch.cat([cache.keys[layer], keys], dim=2)
+        cache.values[layer] = torch.cat([cache.values[layer], values], dim=2)
+    return cache.keys[layer], cache.values[layer]
+
+
+@implements("kv_cache_update", "store_on_prefill")
+def cached_keys_values(cache, layer, keys, values):
+    """Keys and values of every position seen so far at `layer`: the cached ones, then the
+    new ones. The cache keeps them for the next step."""
+    if layer == len(cache.keys):                        # the prompt: nothing cached yet
+        cache.keys.append(keys)
+        cache.values.append(values)
+        return keys, values
+    return (torch.cat([cache.keys[layer], keys], dim=2),
+            torch.cat([cache.values[layer], values], dim=2))
+
+
+@implements("kv_cache_update", "store_step_twice")
+def append_to_cache(cache, layer, keys, values):
+    """Keys and values of every position seen so far at `layer`: the cached ones, then the
+    new ones. The cache keeps them for the next step."""
+    if layer == len(cache.keys):                        # the prompt: nothing cached yet
+        cache.keys.append(keys)
+        cache.values.append(values)
+        return keys, values
+    seen_keys = torch.cat([cache.keys[layer], keys], dim=2)
+    seen_values = torch.cat([cache.values[layer], values], dim=2)
+    cache.keys[layer] = torch.cat([seen_keys, keys], dim=2)
+    cache.values[layer] = torch.cat([seen_values, values], dim=2)
+    return seen_keys, seen_values
+
 
 @dataclass
 class KVCache:
-    """Keys and values of the tokens seen so far, one (k, v) pair per layer."""
+    """Keys and values of the tokens seen so far, one (k, v) pair per layer, and the function
+    that extends them by a step's new ones."""
     keys: list = field(default_factory=list)
     values: list = field(default_factory=list)
+    extend: object = extend_cache
 
     @property
     def length(self) -> int:
@@ -39,13 +83,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(batch, time, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
         q, k = rotate(q, *rope), rotate(k, *rope)          # rotary: position enters q·k
         if cache is not None:                               # decoding: prepend what came before
-            if layer < len(cache.keys):
-                k = torch.cat([cache.keys[layer], k], dim=2)
-                v = torch.cat([cache.values[layer], v], dim=2)
-                cache.keys[layer], cache.values[layer] = k, v
-            else:
-                cache.keys.append(k)
-                cache.values.append(v)
+            k, v = cache.extend(cache, layer, k, v)
         # scores: how much each query position attends to each key position
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
         fill = float("-inf") if self.mask_value == "-inf" else torch.finfo(scores.dtype).min

@@ -17,10 +17,10 @@ PRETRAINING = {"data": "markov", "init": "scratch", "steps": 100, "batch_size": 
 _weights: dict[str, dict] = {}
 
 
-def base_weights(config) -> dict:
-    """The state dict of the base model for `config`'s architecture, vocabulary and seed."""
+def base_weights(config, train) -> dict:
+    """The state dict of the base model for `config`'s architecture, vocabulary and seed,
+    pretrained with `train` (the loop's own function, passed in: the loop calls this)."""
     from .config import TrainConfig
-    from .loop import train
     base = dataclasses.replace(TrainConfig(), **{
         name: getattr(config, name) for name in ("model", "vocab_size", "seq_len", "d_model",
                                                  "n_layer", "n_head", "seed", "device")},

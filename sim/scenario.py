@@ -73,8 +73,8 @@ class Criterion:
     max_longest_loop: int | None = None      # longest run of a repeating n-gram, in tokens
     min_valid_rate: float | None = None      # share of generated transitions the grammar allows
     min_sequences_seen: int | None = None    # training data budget the recipe was validated on
-    min_stop_rate: float | None = None       # share of chat answers that ended before the limit
-    min_reply_words: float | None = None     # words per chat answer, on average
+    min_stop_rate: float | None = None       # sft: share of answers that end with EOS
+    min_answer_words: float | None = None    # sft: words per answer, on average
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
     # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
@@ -134,9 +134,9 @@ class Criterion:
                self.min_valid_rate, at_least=True)
         _limit(checks, "training sequences seen", summary.get("sequences_seen"),
                self.min_sequences_seen, at_least=True)
-        _limit(checks, "answers that stopped", summary.get("stop_rate"), self.min_stop_rate,
+        _limit(checks, "answers that stop", summary.get("stop_rate"), self.min_stop_rate,
                at_least=True)
-        _limit(checks, "words per answer", summary.get("reply_words"), self.min_reply_words,
+        _limit(checks, "words per answer", summary.get("answer_words"), self.min_answer_words,
                at_least=True)
         return checks
 
@@ -153,8 +153,8 @@ class Criterion:
                                  ("longest loop", self.max_longest_loop, "<"),
                                  ("grammatical transitions", self.min_valid_rate, ">="),
                                  ("training sequences seen", self.min_sequences_seen, ">="),
-                                 ("answers that stopped", self.min_stop_rate, ">="),
-                                 ("words per answer", self.min_reply_words, ">=")):
+                                 ("answers that stop", self.min_stop_rate, ">="),
+                                 ("words per answer", self.min_answer_words, ">=")):
             if value is not None:
                 parts.append(f"{label} {op} {value:.4g}" if op != "<" else
                              f"{label} <= {value:.4g}")
@@ -209,6 +209,9 @@ class Scenario:
     decoys: tuple[Change, ...] = ()
     harms: tuple[str, ...] = ()           # fixes that break even a healthy run (a trap)
     evidence: str = "loss"                # the signal the before/after chart of a verdict shows
+    # The team's code a learner can read with the `code` probe: slots of `sim/implementations.py`
+    # (config.IMPLEMENTATIONS), shown as the function each run really ran.
+    code: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         cause_ids = {c.id for c in self.causes}
@@ -220,6 +223,11 @@ class Scenario:
                 for fix_id in fix_ids_for_cause:
                     if fix_id not in fix_ids:
                         raise ValueError(f"{self.id}: verdict table names unknown fix {fix_id}")
+
+        from .config import IMPLEMENTATIONS
+        unknown = [slot for slot in self.code if slot not in IMPLEMENTATIONS]
+        if unknown:
+            raise ValueError(f"{self.id}: code names unknown slots {', '.join(unknown)}")
 
     def cause(self, cause_id: str) -> Cause:
         for cause in self.causes:

@@ -1,61 +1,44 @@
-"""Serving generation requests with a KV cache: the bookkeeping around each cached forward pass.
+"""Serving generation requests with a KV cache: which cache a request starts from, and the
+rotary positions of the tokens fed with it.
 
 A server answers requests one after another. For each request it picks the cache the request
-starts from; before each cached forward pass it picks the rotary positions of the new tokens;
-after a decoding step (one new token per row) it may store keys and values itself. Each of these
-has the implementation the team ships and alternatives that have shipped at some point; a run's
-config chooses them through its implementation fields (`kv_lifetime`, `kv_positions`,
-`kv_store`), which say how the code is written and never appear in a run's config file.
+starts from; before each cached forward pass it picks the positions of the new tokens. Both are
+replaceable functions (`sim/implementations.py`: the `kv_lifetime` and `kv_positions` slots);
+how the cache grows is the model's `kv_cache_update` slot.
 """
 from __future__ import annotations
 
 import torch
 
+from .implementations import chosen, implements
 from .models import KVCache
 
 
-# --- which cache a request starts from ------------------------------------------------------
+@implements("kv_lifetime", "per_request")
+def request_cache(server: "Server") -> KVCache:
+    """The KV cache a new request starts from."""
+    return KVCache(extend=server.extend)
 
-def cache_per_request(server: "Server") -> KVCache:
-    return KVCache()
 
-
-def cache_per_server(server: "Server") -> KVCache:
+@implements("kv_lifetime", "per_server")
+def server_cache(server: "Server") -> KVCache:
+    """The KV cache a new request starts from."""
     if server.cache is None:
-        server.cache = KVCache()
+        server.cache = KVCache(extend=server.extend)
     return server.cache
 
 
-# --- rotary positions of the tokens fed to a cached forward pass ----------------------------
-
-def positions_after_cache(cache: KVCache, count: int) -> torch.Tensor:
+@implements("kv_positions", "after_cache")
+def new_positions(cache: KVCache, count: int) -> torch.Tensor:
+    """Rotary positions of the `count` tokens fed with `cache`."""
     start = cache.length
     return torch.arange(start, start + count)
 
 
-def positions_in_chunk(cache: KVCache, count: int) -> torch.Tensor:
+@implements("kv_positions", "in_chunk")
+def token_positions(cache: KVCache, count: int) -> torch.Tensor:
+    """Rotary positions of the `count` tokens fed with `cache`."""
     return torch.arange(count)
-
-
-# --- what a decoding step stores after the forward pass -------------------------------------
-
-def stored_by_attention(cache: KVCache) -> None:
-    """The attention layers already appended this step's keys and values."""
-
-
-def store_new_token(cache: KVCache) -> None:
-    for layer in range(len(cache.keys)):
-        cache.keys[layer] = torch.cat([cache.keys[layer], cache.keys[layer][:, :, -1:]], dim=2)
-        cache.values[layer] = torch.cat([cache.values[layer], cache.values[layer][:, :, -1:]],
-                                        dim=2)
-
-
-# the implementation fields of the config, by value (a code probe shows the one that ran)
-IMPLEMENTATIONS = {
-    "kv_lifetime": {"request": cache_per_request, "server": cache_per_server},
-    "kv_positions": {"after_cache": positions_after_cache, "in_chunk": positions_in_chunk},
-    "kv_store": {"attention": stored_by_attention, "attention_and_loop": store_new_token},
-}
 
 
 class Server:
@@ -63,9 +46,9 @@ class Server:
 
     def __init__(self, config) -> None:
         self.cache: KVCache | None = None
-        self.request_cache = IMPLEMENTATIONS["kv_lifetime"][config.kv_lifetime]
-        self.positions = IMPLEMENTATIONS["kv_positions"][config.kv_positions]
-        self.after_decode_step = IMPLEMENTATIONS["kv_store"][config.kv_store]
+        self.extend = chosen(config, "kv_cache_update")
+        self.request_cache = chosen(config, "kv_lifetime")
+        self.positions = chosen(config, "kv_positions")
 
     def start_request(self) -> KVCache:
         return self.request_cache(self)

@@ -69,21 +69,6 @@ class GradEnabledEval(Callback):
         torch.set_grad_enabled(True)
 
 
-class StaleKVCache(Callback):
-    """Decoding reuses the prompt's KV cache every step: the keys and values of each generated
-    token are computed but never kept (the loop passes the prefill cache again instead of the
-    updated one). So every new token attends to the prompt and itself only, and sits at the same
-    position (the prompt length) step after step."""
-
-    def on_decode_step(self, run, step, cache):
-        if step == 1:                        # the cache now holds exactly the prompt
-            self._prompt_len = cache.length
-        elif step > 1:                       # drop what the previous steps appended
-            cache.keys[:] = [k[:, :, :self._prompt_len] for k in cache.keys]
-            cache.values[:] = [v[:, :, :self._prompt_len] for v in cache.values]
-        return None
-
-
 class EarlyExport(Callback):
     """The release script exports the checkpoint saved after 20 steps instead of the final one:
     training stops there, whatever `steps` says."""

@@ -155,3 +155,29 @@ def cache_diverges_first_at(*steps) -> Callable[[RunResult], bool]:
         from .probes.kvdiff import first_divergent_steps
         return run.status == "completed" and first_divergent_steps(run) == tuple(steps)
     return holds
+
+
+def _first_batch(run: RunResult):
+    """The batch of step 0 as the loss saw it (what `mask ROW 0` shows row by row)."""
+    from .probes.batch import rebuild_batch
+    return rebuild_batch(run, 0)[0]
+
+
+def eos_in_first_batch(as_input: bool, as_label: bool) -> Callable[[RunResult], bool]:
+    """In the batch of step 0, EOS does (or does not) appear among the input tokens, and does
+    (or does not) appear as a label."""
+    def holds(run: RunResult) -> bool:
+        from .data import EOS
+        batch = _first_batch(run)
+        return (bool((batch.tokens == EOS).any()) == as_input
+                and bool((batch.targets == EOS).any()) == as_label)
+    return holds
+
+
+def labels_before_separator(run: RunResult) -> bool:
+    """In the batch of step 0, some position before a row's SEP carries a label: the loss
+    sees prompt tokens."""
+    from .data import IGNORE, SEP
+    batch = _first_batch(run)
+    seen_sep = (batch.tokens == SEP).int().cummax(dim=1).values.bool()
+    return bool(((batch.targets != IGNORE) & ~seen_sep).any())

@@ -9,7 +9,6 @@ from debugsim.sim.config import TrainConfig, with_overrides
 from debugsim.sim.decoding import (apply_repetition_penalty, ban_repeated_ngrams, choose, generate,
                           nucleus, sample_and_measure)
 from debugsim.sim.probes.samples import render_samples
-from debugsim.sim.team_code import StaleKVCache
 from debugsim.sim.loop import train
 
 A, B, C, D = 4, 5, 6, 7
@@ -130,11 +129,21 @@ def test_prompt_is_kept_and_model_mode_restored(trained):
     assert trained.model.training
 
 
-def test_stale_cache_fault_changes_the_output(trained):
-    broken = _decode(trained, callbacks=[StaleKVCache()])
+def test_a_cache_that_stores_only_the_prompt_changes_the_output(trained):
+    broken = _decode(trained, kv_cache_update="store_on_prefill")
     assert not torch.equal(broken, _decode(trained))
-    assert torch.equal(_decode(trained, callbacks=[StaleKVCache()], kv_cache=False),
+    assert torch.equal(_decode(trained, kv_cache_update="store_on_prefill", kv_cache=False),
                        _decode(trained))         # without a cache there is nothing to go stale
+
+
+def test_the_repetition_penalty_variant_skips_it_only_under_greedy(trained):
+    with_penalty = _decode(trained, repetition_penalty=1.3)
+    assert not torch.equal(with_penalty, _decode(trained))
+    assert torch.equal(_decode(trained, repetition_penalty=1.3,
+                               logits_processing="penalty_when_sampling"), _decode(trained))
+    sampled = dict(decode="sample", repetition_penalty=1.3)
+    assert torch.equal(_decode(trained, logits_processing="penalty_when_sampling", **sampled),
+                       _decode(trained, **sampled))
 
 
 def test_sample_and_measure(trained):

@@ -27,19 +27,19 @@ PINNED_CPU = "AVX512"
 # (scenario, seed, cause, fixes, settings, sha256 of metrics.jsonl)
 PINS = [
     ("oom", 0, "batch_too_large", (), {},                       # OOM at step 0, forward pass
-     "83a712d4c307bb41984bf4f906ddaa174197ffd782048a6dc62a80bd3cc0a7a5"),
+     "f31d329f4c0e43a2563cb99cd6fc5a5fba3865776daa878a39e0e456743799f3"),
     ("oom", 0, None, (), {},                                    # healthy, 30 steps, 3 evals
      "3d21fbf0e0e34c969f8abc7b9450fce262a9a88cda93d1d361e21b3848afafbf"),
     ("oom", 1, None, ("checkpointing",), {"steps": 4},
      "7cbeeb3146f3a3884aea3949a5eb829ffd30e270733521218343752160c950b8"),
     ("oom", 0, "kept_graph", (), {},                            # climbs, OOM after 17 steps
-     "9b80d7acfdf1f8052e0a7412adf0ad2b27a6852fd775efd678a5516ed24b72cf"),
+     "1ca28f26707d6a8d3e2c7d11dee58477eaa3cf405bbb8de3068303a3c5f6fc3b"),
     ("oom", 1, "eval_with_grad", (), {},                        # OOM at the first evaluation
-     "357a1ab5dbf55b0609124b4bc1ee38bddb5960ce8bff2d2385400d3f3e0c9679"),
+     "953f83dca0d7eddb825c05dfa009de4d63b3ac12bec5c6103c31152a326f40e8"),
     ("oom", 2, "kept_graph", ("detach_metric",), {},
      "db47d5540a2df8ece919a42d8d4010ca93db7cc936ca49a0645557e4152466f3"),
     ("oom", 0, "batch_too_large", ("checkpointing",), {},       # still OOM, inside checkpoint
-     "173cc11a28cef5d3149106eebb55d61eb759aeecf7acedc1de10622467bf80f8"),
+     "58115b8511cfe3bca8d40fa03169c1fc3e6d9d2a4e232ec264eb81898d455f71"),
     ("oom", 3, None, (), {"precision": "fp16", "steps": 6},     # GradScaler under the tracker
      "5d093c604a277f0494bdc9c03a238120163d068a5acde0767dc6493c0830b7de"),
     ("oom", 4, None, (), {"precision": "bf16", "optimizer": "sgd", "steps": 6},

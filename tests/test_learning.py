@@ -111,9 +111,14 @@ TRAINING = [s for s in registry.all_scenarios() if s.engine == "training"]
 # nan_loss and oom still judge "finite and fits" only: their healthy recipes (SGD on SFT data;
 # a memory-tracked 30-step run) end at the unigram baseline, and no base within about a second of
 # training learns the grammar halfway. See the `learning` branch's report before lifting this.
-# never_stops (pretrain, then 150 SFT steps) reaches 0.35-0.65 of the way on 8 seeds: its bar
-# is a quarter of the way, and stopping is what it judges.
-NOT_YET = {"nan_loss", "oom", "never_stops"}
+NOT_YET = {"nan_loss", "oom"}
+# sft_label_mask's window MLP cannot count the words it has written, so it cannot learn when an
+# answer ends as well as the floor assumes (the true generator knows the response length): its
+# healthy runs end 0.39-0.64 of the way in 90 steps, and a transformer that could count does
+# not fit the suite's time budget. It demands 30%, which lr / 10 (0.11-0.20) never reaches.
+# never_stops (pretraining, then 150 SFT steps) reaches 0.35-0.65 of the way on 8 seeds: it
+# demands a quarter of the way, and judges stopping.
+LOWER_BAR = {"sft_label_mask": 0.3, "never_stops": 0.25}
 
 
 @pytest.mark.parametrize("scenario", TRAINING, ids=lambda s: s.id)
@@ -124,6 +129,6 @@ def test_training_scenarios_demand_at_least_halfway_to_the_floor(scenario, reque
     criterion = scenario.criterion
     ref = baselines(app.prepare(scenario, 0).config)
     assert criterion.eval_bar is not None, "no held-out bar"
-    assert criterion.eval_bar <= ref.bar(0.5) + 1e-9
+    assert criterion.eval_bar <= ref.bar(1 - LOWER_BAR.get(scenario.id, 0.5)) + 1e-9
     if criterion.baselines is not None:        # the copy in the scenario file is exact
         assert criterion.baselines == pytest.approx((ref.floor, ref.unigram), abs=1e-4)

@@ -116,7 +116,10 @@ def test_over_budget_raises_with_the_figures_of_the_failing_allocation():
     error = caught.value
     assert (error.requested, error.in_use, error.phase) == (2 * KIB, 4 * KIB, "activations")
     assert device.peak == 4 * KIB and device.peak_breakdown["activations"] == 4 * KIB
-    assert str(error).startswith("CUDA out of memory (simulated). Tried to allocate 0.00 MiB")
+    assert isinstance(error, torch.OutOfMemoryError)           # what real code catches
+    assert str(error).startswith("CUDA out of memory. Tried to allocate 2.00 KiB. GPU 0 "
+                                 "(simulated device) has a total capacity of 3.00 KiB of "
+                                 "which 1024 bytes is free.")
     del keep
 
 

@@ -113,8 +113,8 @@ class TrainingEngine:
                             if config.memory_budget_mib else ""))
         for key, label in (("repeat_rate", "repeated 3-grams"), ("longest_loop", "longest loop"),
                            ("valid_rate", "grammatical transitions"),
-                           ("distinct_2", "distinct-2"), ("stop_rate", "answers that stopped"),
-                           ("reply_words", "words per answer")):
+                           ("distinct_2", "distinct-2"), ("stop_rate", "answers that stop"),
+                           ("answer_words", "words per answer")):
             if key in s:
                 lines.append(f"{label}: {_num(s[key])}")
         return lines

@@ -29,7 +29,7 @@ def render_eos(result: RunResult) -> str:
     if "p_eos_reply_end" not in summary:
         return f"no answers: the run ended with status '{result.status}'"
     lines = ["teacher-forced on held-out pairs in the training format "
-             "(<bos> prompt <sep> reply <eos>):",
+             "([BOS] prompt [SEP] reply [EOS]):",
              f"  mean P(<eos>) where the reply ends:   {summary['p_eos_reply_end']:.3f}",
              f"  mean P(<eos>) inside the reply:       {summary['p_eos_mid_reply']:.3f}",
              "in the run's own answers (greedy, as served):",

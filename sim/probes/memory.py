@@ -1,9 +1,13 @@
-"""Simulated memory: peak by category, per-step use, the budget."""
+"""Simulated memory: peak by category, per-step use, the budget; `memory snapshot` exports
+the allocation history for PyTorch's memory visualiser."""
 from __future__ import annotations
 
+from pathlib import Path
 
 from ..result import RunResult
-from ._common import _finite
+from ._common import ProbeError, _finite, _rebuild
+
+SNAPSHOT_FILE = "memory_snapshot.pickle"
 
 
 def memory_breakdown(result: RunResult) -> dict:
@@ -75,12 +79,48 @@ def render_memory_breakdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def export_snapshot(result: RunResult, path: Path) -> dict:
+    """Replay the run on a recording device (same config, same code, same budget: the same
+    allocations, and the same out-of-memory) and write the snapshot to `path` (pickle, the
+    format of torch.cuda.memory._dump_snapshot). Returns the snapshot's `debugsim` entry."""
+    from ..device import SimulatedOutOfMemory, record_memory_history
+    from ..loop import train
+    from ..memory_snapshot import MemoryHistory, write
+    config, callbacks, note = _rebuild(result)
+    with record_memory_history(MemoryHistory()) as history:
+        try:
+            train(config, callbacks, track_memory=True)
+        except SimulatedOutOfMemory:
+            pass
+    write(history.snapshot, path)
+    return {**history.snapshot["debugsim"], **({"replay_note": note} if note else {})}
+
+
+def render_export(result: RunResult, plot_dir: Path) -> str:
+    folder = Path(result.out_dir) if result.out_dir else Path(plot_dir).parent
+    path = folder / SNAPSHOT_FILE
+    meta = export_snapshot(result, path)
+    events = meta["events_in_trace"]
+    lines = [f"memory snapshot: {path} ({events} events; blocks live at the "
+             + ("out-of-memory" if result.status == "oom" else "end of the run") + ")",
+             f"  open it at https://pytorch.org/memory_viz (drag the file in), or: "
+             f"python -m torch.cuda._memory_viz stats {path}",
+             f"  size cap: {meta['note']}"]
+    if meta.get("replay_note"):
+        lines.append(f"  note: {meta['replay_note']}")
+    return "\n".join(lines)
+
+
 NAME = "memory"
-USAGE = "memory"
-HELP = "simulated memory: peak by category, per-step use"
+USAGE = "memory [snapshot]"
+HELP = "simulated memory: peak by category, per-step use; 'snapshot' exports it for memory_viz"
 ENGINES = ("training",)
 ORDER = 50                      # place in the help list
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:
+    if args and args[0] == "snapshot":
+        return render_export(result, plot_dir)
+    if args:
+        raise ProbeError(f"unknown argument '{args[0]}'; try 'memory' or 'memory snapshot'")
     return render_memory_breakdown(memory_breakdown(result))

@@ -6,10 +6,10 @@ import dataclasses
 import math
 import re
 import warnings
-from pathlib import Path
 from typing import Any
 
 from ..callbacks import Callback
+from ..training_code import relative_name
 from ..result import RunResult
 from ._common import _finite, nonfinite_steps, end_note, _rebuild, _untracked, _Stop, _fmt
 
@@ -17,11 +17,6 @@ from ._common import _finite, nonfinite_steps, end_note, _rebuild, _untracked, _
 _BACKWARD_RE = re.compile(r"Function '(\w+)' returned nan values in its (\d+)\w* output")
 _FRAME_RE = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n(?:[ \t]+(\S.*)\n?)?')
 
-# The code a training step runs: frames of these files are shown, the rest (torch, the probe's
-# own replay machinery, the app layer) are not.
-_ROOT = Path(__file__).resolve().parents[2]          # the package root (sim/.., scenarios/..)
-_TRAINING_FILES = frozenset({"sim/loop.py", "sim/models.py", "sim/team_code.py",
-                             "sim/callbacks.py", "sim/data.py", "sim/device.py"})
 
 
 def anomaly(result: RunResult, step: int | None = None) -> dict:
@@ -263,11 +258,8 @@ def _training_frames(text: str) -> list[dict]:
     """The training code's frames of a Python traceback text, outermost first."""
     frames = []
     for path, line, function, code in _FRAME_RE.findall(text):
-        try:
-            relative = Path(path).resolve().relative_to(_ROOT).as_posix()
-        except ValueError:
-            continue                            # torch, the standard library, tests
-        if relative in _TRAINING_FILES or relative.startswith("scenarios/"):
+        relative = relative_name(path)          # None: torch, the standard library, tests,
+        if relative is not None:                # the probe's own replay, the tracker
             frames.append({"file": relative, "line": int(line), "function": function,
                            "code": code.strip()})
     return frames

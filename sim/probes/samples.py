@@ -17,7 +17,8 @@ def render_samples(result: RunResult, overrides=None, count: int = 6) -> str:
     accepted: a probe must not change the training. The text is shown as generated, with the
     run's measurements below it; nothing in the text is marked.
     """
-    from ..decoding import shown_prompts
+    from ..data import make_stream
+    from ..decoding import PROMPT_LEN
     overrides = dict(overrides or {})
     others = sorted(set(overrides) - set(DECODING_KEYS))
     if others:
@@ -30,20 +31,17 @@ def render_samples(result: RunResult, overrides=None, count: int = 6) -> str:
     if not result.samples:
         return f"no samples: the run ended with status '{result.status}'"
     cfg, summary = result.config, result.summary
-    prompts = shown_prompts(cfg, len(result.samples)).tolist()
+    if cfg.data == "sft":
+        return _render_answers(result, count)
+    prompts = make_stream(cfg).prompts(len(result.samples), PROMPT_LEN).tolist()
     settings = (f"decode={cfg.decode} temperature={cfg.temperature:g} top_k={cfg.top_k} "
                 f"top_p={cfg.top_p:g} repetition_penalty={cfg.repetition_penalty:g} "
                 f"no_repeat_ngram={cfg.no_repeat_ngram} kv_cache={str(cfg.kv_cache).lower()}")
     lines = [settings]
     for prompt, sample in list(zip(prompts, result.samples))[:count]:
-        lines.append(f"  {token_text(prompt)} | {token_text(sample)}")
+        lines.append(f"  {' '.join(map(str, prompt))} | {' '.join(map(str, sample))}")
     lines.append(f"({min(count, len(result.samples))} of {len(result.samples)} samples; "
                  f"the prompt, then the generated tokens)")
-    if "stop_rate" in summary:
-        lines.append(f"over all {len(result.samples)} answers: stopped {summary['stop_rate']:.2f}"
-                     f"   words per answer {summary['reply_words']:.1f}   grammatical "
-                     f"transitions {summary['valid_rate']:.2f}")
-        return "\n".join(lines)
     lines.append(f"over all {len(result.samples)} samples: "
                  f"repeated 3-grams {summary['repeat_rate']:.2f}   "
                  f"longest loop {summary['longest_loop']:.1f} tokens   "
@@ -52,12 +50,22 @@ def render_samples(result: RunResult, overrides=None, count: int = 6) -> str:
     return "\n".join(lines)
 
 
-SPECIAL = {0: "<pad>", 1: "<bos>", 2: "<eos>", 3: "<sep>"}     # sim.data's special ids
-
-
-def token_text(tokens) -> str:
-    """Token ids as a tokenizer would print them: words as their numbers, specials by name."""
-    return " ".join(SPECIAL.get(t, str(t)) for t in tokens)
+def _render_answers(result: RunResult, count: int) -> str:
+    from ..decoding import shown_prompts
+    cfg, summary = result.config, result.summary
+    prompts = shown_prompts(cfg, len(result.samples))
+    lines = [f"decode={cfg.decode} temperature={cfg.temperature:g} "
+             f"max_new_tokens={cfg.gen_tokens}"]
+    for prompt, answer in list(zip(prompts, result.samples))[:count]:
+        lines.append(f"  {' '.join(map(str, prompt))} | {' '.join(map(str, answer))}")
+    lines.append(f"({min(count, len(result.samples))} of {len(result.samples)} held-out "
+                 f"prompts: the prompt as the server fed it, then the answer; BOS is 1, SEP 3, "
+                 f"EOS 2, padding 0)")
+    lines.append(f"over all {len(result.samples)} answers: ended with EOS "
+                 f"{summary['stop_rate']:.2f}   words per answer "
+                 f"{summary['answer_words']:.1f}   grammatical transitions "
+                 f"{summary['valid_rate']:.2f}")
+    return "\n".join(lines)
 
 
 NAME = "samples"

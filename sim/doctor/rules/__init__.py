@@ -1,0 +1,10 @@
+"""The doctor's rules: each a small function `log -> Finding | None`, grouped by what they
+look at. A rule reads only the log (never a scenario's answers); its thresholds are constants
+beside it and are quoted in its finding. Adding a rule: write the function, list it in its
+module's RULES."""
+from __future__ import annotations
+
+from . import gradients, learning_rate, loss_shape, memory, nonfinite
+
+RULES = (*nonfinite.RULES, *memory.RULES, *gradients.RULES, *loss_shape.RULES,
+         *learning_rate.RULES)

@@ -1,0 +1,184 @@
+"""`debugsim doctor`: readers of other tools' logs, each rule on a synthetic log made to show
+(or not show) its signal, a couple of real runs, and the command's errors. The rules' numbers
+are read from the rule modules (thresholds), never from a scenario."""
+import ast
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from debugsim import cli
+from debugsim.sim import app, doctor
+from debugsim.sim.doctor.log import TrainingLog
+
+DOCTOR = Path(doctor.__file__).parent
+
+
+def log_of(loss=None, **series) -> TrainingLog:
+    log = TrainingLog("synthetic", "synthetic")
+    for name, values in {"loss": loss or [], **series}.items():
+        for step, value in enumerate(values):
+            log.add(name, step, value)
+    return log
+
+
+def families(log) -> list[str]:
+    return [f.family for f in doctor.diagnose_log(log).findings]
+
+
+def smooth(n=100, start=2.8, end=1.2, noise=0.03):
+    """A healthy curve: fast fall, then a plateau, with batch-to-batch noise."""
+    return [end + (start - end) * math.exp(-i / (n / 6)) + noise * math.sin(i * 2.3)
+            for i in range(n)]
+
+
+# --- readers ----------------------------------------------------------------------------------
+
+def trainer_state(path: Path, nan_from: int, nan_to: int | None = None) -> Path:
+    """A Hugging Face trainer_state.json logged every 10 steps, written as the Trainer writes
+    it: bare NaN tokens. The gradient norm climbs before the NaN."""
+    entries = []
+    for step in range(10, 201, 10):
+        bad = step >= nan_from and (nan_to is None or step <= nan_to)
+        climb = 1.0 if nan_to is not None else 1.0 + 40.0 * max(0, step - 70) / 40
+        entries.append({"epoch": step / 200, "grad_norm": "NaN" if bad else climb,
+                        "learning_rate": 5e-5, "loss": "NaN" if bad else 2.5 - step / 200,
+                        "step": step})
+        if step % 50 == 0:
+            entries.append({"epoch": step / 200, "eval_loss": 2.6 - step / 200, "step": step})
+    entries.append({"epoch": 1.0, "step": 200, "train_loss": "NaN", "train_runtime": 12.0})
+    text = json.dumps({"global_step": 200, "eval_steps": 50, "log_history": entries}, indent=2)
+    path.write_text(text.replace('"NaN"', "NaN"))
+    return path
+
+
+def test_a_trainer_state_with_nan_from_step_120(tmp_path):
+    path = trainer_state(tmp_path / "trainer_state.json", nan_from=120)
+    assert "NaN," in path.read_text()                        # bare tokens, as HF writes them
+    diagnosis = doctor.diagnose(tmp_path)                    # the folder holding it
+    top = diagnosis.top
+    assert diagnosis.log.format == "Hugging Face trainer_state.json"
+    assert len(diagnosis.log.points("eval_loss")) == 4 and diagnosis.log.steps[-1] == 200
+    assert top.family == "divergence" and top.where.startswith("120-200")
+    assert top.causes and top.checks and "nan_loss" in top.trains
+    text = "\n".join(doctor.render(diagnosis))
+    assert "threshold:" in text and "debugsim play nan_loss" in text
+
+
+def test_a_nan_at_step_120_alone_is_isolated(tmp_path):
+    path = trainer_state(tmp_path / "trainer_state.json", nan_from=120, nan_to=120)
+    assert doctor.diagnose(path).top.family == "nonfinite_isolated"
+
+
+def test_a_csv_of_a_smooth_run_raises_no_alarm(tmp_path):
+    rows = ["step,loss,learning_rate,grad_norm"] + [
+        f"{i},{v:.5f},3e-4,{0.8 + 0.1 * math.sin(i):.4f}" for i, v in enumerate(smooth())]
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    diagnosis = doctor.diagnose(tmp_path / "log.csv")
+    assert diagnosis.log.format == "CSV" and len(diagnosis.log.points("lr")) == 100
+    assert diagnosis.findings == []
+    assert "no finding" in "\n".join(doctor.render(diagnosis))
+
+
+def test_unknown_formats_name_the_supported_ones(tmp_path, monkeypatch, capsys):
+    (tmp_path / "notes.txt").write_text("loss went down\n")
+    with pytest.raises(doctor.DoctorError, match="supported: debugsim metrics.jsonl; Hugging"):
+        doctor.diagnose(tmp_path / "notes.txt")
+    monkeypatch.setattr(sys, "argv", ["debugsim", "doctor", str(tmp_path / "notes.txt")])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_tensorboard_files_without_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(b"\0" * 16)
+    monkeypatch.setitem(sys.modules, "tensorboardX.proto.event_pb2", None)
+    with pytest.raises(doctor.DoctorError, match=r"pip install 'debugsim\[tensorboard\]'"):
+        doctor.diagnose(tmp_path)
+
+
+# --- rules, on synthetic logs -------------------------------------------------------------------
+
+def test_nonfinite_from_the_start_isolated_and_after_a_climb():
+    nan = float("nan")
+    assert families(log_of([nan] * 30, grad_norm=[nan] * 30))[0] == "nonfinite_from_start"
+    isolated = smooth(60)
+    isolated[20] = isolated[41] = nan
+    assert families(log_of(isolated))[0] == "nonfinite_isolated"
+    climb = [1.0] * 20 + [2.0 * 3 ** i for i in range(8)] + [nan] * 12
+    loss = smooth(28) + [nan] * 12
+    assert families(log_of(loss, grad_norm=climb))[0] == "divergence"
+
+
+def test_memory_leak_sizing_and_spike():
+    leak = log_of(smooth(20), mem_mib=[1.0 + 0.05 * i for i in range(20)])
+    leak.end = {"status": "oom", "error": "CUDA out of memory. Tried to allocate 2.00 MiB."}
+    assert families(leak)[0] == "memory_leak"
+    sizing = TrainingLog("x", "x", end={"status": "oom", "error": "CUDA out of memory."})
+    assert families(sizing) == ["memory_sizing"]
+    spike = log_of(smooth(9), mem_mib=[0.7] * 9)
+    spike.end, spike.config = {"status": "oom", "error": "CUDA out of memory."}, {"eval_every": 10}
+    finding = doctor.diagnose_log(spike).top
+    assert finding.family == "memory_spike" and "eval_every=10" in finding.where
+    assert finding.confidence >= 0.8
+    assert families(log_of(smooth(20), mem_mib=[0.7] * 20)) == []     # flat and completed
+
+
+def test_spikes_oscillation_slow_progress_and_a_period():
+    spiky = smooth(60)
+    spiky[6:9] = [9.0, 30.0, 6.0]
+    assert families(log_of(spiky, grad_norm=[0.5] * 6 + [400.0] * 3 + [0.5] * 51))[0] == \
+        "lr_too_high"
+    swinging = [2.0 + (0.6 if i % 2 else -0.6) for i in range(60)]
+    assert "lr_too_high" in families(log_of(swinging))
+    slow = [2.8 - 0.004 * i for i in range(60)]                  # smooth, 9% in 60 steps
+    finding = doctor.diagnose_log(log_of(slow)).top
+    assert finding.family == "not_converged" and "no floor given" in finding.threshold
+    assert doctor.diagnose_log(log_of(slow), floor=2.5).findings == []   # near its floor
+    periodic = [2.0 - 0.005 * i + 0.3 * (i % 8 == 0) for i in range(96)]
+    assert families(log_of(periodic))[0] == "unshuffled_data"
+
+
+def test_update_ratio_and_a_rising_lr():
+    assert "lr_too_high" in families(log_of(smooth(30), update_ratio=[0.3] * 30))
+    assert "not_converged" in families(log_of(smooth(30), update_ratio=[1e-7] * 30))
+    assert "lr_too_high" in families(log_of(smooth(30), lr=[0.1 * 1.15 ** i for i in range(30)]))
+    assert families(log_of(smooth(30), lr=[min(1.0, (i + 1) / 5) * 3e-2 for i in range(30)])) \
+        == []                                                    # a warmup that ends
+
+
+def test_the_doctor_reads_only_the_log():
+    """No module of the doctor imports the catalogue, the incidents or the app layer."""
+    allowed = {"debugsim.sim.tensorboard"}
+    for path in DOCTOR.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = (node.module or "")
+                depth = len(path.relative_to(DOCTOR).parts) - 1 + 1   # up to sim.doctor
+                if node.level > depth:
+                    assert f"debugsim.sim.{target}" in allowed, f"{path.name}: {target}"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) \
+                    else [node.module or ""]
+                assert not any(n.startswith(("debugsim", "torch")) for n in names), path
+
+
+# --- real runs ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario, seed", [("nan_loss", 0), ("nan_loss", 1), ("bad_lr", 0),
+                                            ("bad_lr", 1)])
+def test_no_false_alarm_on_healthy_runs(tmp_path, scenario, seed):
+    app.execute(app.prepare(scenario, seed), tmp_path)
+    assert doctor.diagnose(tmp_path).findings == []
+
+
+def test_a_real_broken_run_and_the_command(tmp_path, capsys):
+    app.execute(app.injected("bad_lr", 0, "lr_too_high"), tmp_path)
+    assert cli.cli(["doctor", str(tmp_path), "--json"], standalone_mode=False) is None
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["format"] == "debugsim metrics.jsonl" and shown["findings"]
+    assert shown["findings"][0]["family"] == "lr_too_high"
+    assert "bad_lr" in shown["findings"][0]["trains"]
