@@ -91,13 +91,13 @@ SCENARIO = Scenario(
                 "In training every reply followed [SEP]. The server's template left it out (the\n"
                 "HF equivalent: apply_chat_template without add_generation_prompt=True), so the\n"
                 "model was asked to continue the prompt, not to answer it. Nothing in training\n"
-                "covered that position: this model closes the turn at once, with EOS and\n"
-                "no words. Render the prompt exactly as in training, marker included, and\n"
+                "covered that position: this model closes the turn almost at once, with EOS\n"
+                "and a word or two at most. Render the prompt exactly as in training, marker included, and\n"
                 "compare the token ids of a training example with what the server feeds."),
-            tell="answers end with EOS after one word or none; the prompt as fed lacks the "
-                 "SEP that every training example has before the reply",
+            tell="every answer ends with EOS, but after fewer than three words (often none); the "
+                 "prompt as fed lacks the SEP that every training example has before the reply",
             changes=(TOP_K.log, TEMPLATE_CODE),
-            signal=Tell("samples, eos", all_of(summary_at_most("answer_words", 1.5),
+            signal=Tell("samples, eos", all_of(summary_at_most("answer_words", 2.9),
                                                summary_at_least("stop_rate", 0.9))),
             hints=("Read the prompts and answers exactly as the server fed and returned them "
                    "(samples).",
