@@ -37,7 +37,7 @@ EXPECTED = {
     ("oom", "kept_graph"): "memory_leak",
     ("oom", "eval_with_grad"): "memory_spike",
     ("repetitive_decoding", "undertrained"): "not_converged",
-    ("repetitive_decoding", "greedy_no_penalty"): None,     # decoding: the samples probe
+    ("repetitive_decoding", "sampling_ignored"): None,      # decoding: the samples probe
     ("repetitive_decoding", "stale_kv_cache"): None,        # decoding: samples kv_cache=false
 }
 TARGET = 0.95

@@ -40,7 +40,7 @@ QUESTIONS = ["oom_13b"] * 12 + ["nan_loss"] * 12 + ["repetitive_decoding"] * 6
 PROBES = {"oom_13b": ["plan", "strategies"],
           "nan_loss": ["table", "plot loss", "plot grad_norm", "batch 8", "anomaly", "grads 8"],
           "repetitive_decoding": ["table", "plot loss", "samples", "samples kv_cache=false",
-                                  "samples decode=sample"]}
+                                  "samples temperature=1.5"]}
 HANG = {"grad_accum_steps": 100000}
 
 

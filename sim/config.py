@@ -68,7 +68,7 @@ class TrainConfig:
     requests: int = 1               # the prompts arrive as this many requests, served in turn
     # --- code: which way each replaceable function of the team's code is written (see
     # `sim/implementations.py`); never a setting, never in a config file ---
-    logits_processing: str = "penalty_then_ban"   # decoding: repetition controls on the scores
+    token_choice: str = "by_decode_setting"   # decoding: how the next token is picked
     kv_cache_update: str = "store_each_step"      # decoding: how the KV cache grows
     sft_template: str = "with_eos"                # sft data: how a pair becomes token ids
     sft_labels: str = "response_and_eos"          # sft data: which tokens carry a label
@@ -98,7 +98,7 @@ class TrainConfig:
 # The replaceable functions of the team's code (`sim/implementations.py`): the TrainConfig field
 # that picks one, and the names of its implementations, the usual (healthy) one first.
 IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
-    "logits_processing": ("penalty_then_ban", "penalty_when_sampling"),
+    "token_choice": ("by_decode_setting", "by_decode_name"),
     "kv_cache_update": ("store_each_step", "store_on_prefill", "store_step_twice"),
     "sft_template": ("with_eos", "without_eos"),
     "sft_labels": ("response_and_eos", "response_words", "whole_example"),
@@ -118,7 +118,7 @@ IMPLEMENTATION_FIELDS = ("attn_mask_value", "lr_scale",
 # Fields only decoding reads: two runs that differ only in these train the same model.
 DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
                    "no_repeat_ngram", "gen_tokens", "kv_cache",
-                   "logits_processing", "kv_cache_update", "requests", "kv_positions",
+                   "token_choice", "kv_cache_update", "requests", "kv_positions",
                    "kv_lifetime", "chat_template", "stop_check")
 
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.

@@ -7,7 +7,7 @@ with no cache to get wrong). Each step turns the last position's logits into a t
     logits -> repetition penalty -> no-repeat-n-gram ban -> greedy argmax
                                                          or temperature -> top-k -> top-p -> sample
 
-Callbacks see every cached forward pass through `on_decode_step`. How the scores are adjusted
+Callbacks see every cached forward pass through `on_decode_step`. How the next token is chosen
 and how the KV cache grows are replaceable functions (`sim/implementations.py`).
 """
 from __future__ import annotations
@@ -80,21 +80,9 @@ def _serve(model, tokens, config, gen, server, hooks, run, trace):
 
 def choose(logits, tokens, config, gen) -> torch.Tensor:
     """One next token per row from the last-position `logits` (batch, vocab)."""
-    logits = chosen(config, "logits_processing")(logits, tokens, config)
-    if config.decode == "greedy":
-        return logits.argmax(dim=-1)                   # temperature/top-k/top-p do not apply
-    logits = logits / config.temperature
-    if config.top_k > 0:
-        kth = logits.topk(min(config.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = logits.softmax(dim=-1)
-    if config.top_p < 1.0:
-        probs = nucleus(probs, config.top_p)
-    # draw on the CPU: the generator lives there, and a run samples alike on every device
-    return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(logits.device)
+    return chosen(config, "token_choice")(processed_logits(logits, tokens, config), config, gen)
 
 
-@implements("logits_processing", "penalty_then_ban")
 def processed_logits(logits, tokens, config):
     """The next-token scores after the generation config's repetition controls: the
     repetition penalty, then the no-repeat-n-gram ban. Returns a new tensor."""
@@ -106,16 +94,35 @@ def processed_logits(logits, tokens, config):
     return logits
 
 
-@implements("logits_processing", "penalty_when_sampling")
-def adjusted_logits(logits, tokens, config):
-    """The next-token scores after the generation config's repetition controls: the
-    repetition penalty, then the no-repeat-n-gram ban. Returns a new tensor."""
-    logits = logits.clone()
-    if config.decode == "sample" and config.repetition_penalty != 1.0:
-        apply_repetition_penalty(logits, tokens, config.repetition_penalty)
-    if config.no_repeat_ngram > 0:
-        ban_repeated_ngrams(logits, tokens, config.no_repeat_ngram)
-    return logits
+@implements("token_choice", "by_decode_setting")
+def next_tokens(logits, config, gen):
+    """The next token of each row: the argmax when decoding greedily, else a draw after
+    temperature, top-k and top-p."""
+    if config.decode == "greedy":
+        return logits.argmax(dim=-1)
+    return draw(logits, config, gen)
+
+
+@implements("token_choice", "by_decode_name")
+def pick_next_tokens(logits, config, gen):
+    """The next token of each row: the argmax when decoding greedily, else a draw after
+    temperature, top-k and top-p."""
+    if config.decode != "sampling":
+        return logits.argmax(dim=-1)
+    return draw(logits, config, gen)
+
+
+def draw(logits, config, gen) -> torch.Tensor:
+    """Sample one token per row after temperature, top-k and top-p."""
+    logits = logits / config.temperature
+    if config.top_k > 0:
+        kth = logits.topk(min(config.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    if config.top_p < 1.0:
+        probs = nucleus(probs, config.top_p)
+    # draw on the CPU: the generator lives there, and a run samples alike on every device
+    return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(logits.device)
 
 
 def apply_repetition_penalty(logits, tokens, penalty: float) -> None:

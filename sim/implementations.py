@@ -34,7 +34,7 @@ from .config import IMPLEMENTATIONS
 
 # where each slot's implementations live (imported on first use), and what the code probe calls it
 HOMES: dict[str, tuple[str, str]] = {
-    "logits_processing": ("decoding", "decoding: the repetition controls on the next-token scores"),
+    "token_choice": ("decoding", "decoding: how the next token is picked from the scores"),
     "kv_cache_update": ("models", "attention: how the KV cache grows while decoding"),
     "sft_template": ("data", "data: how a prompt/response pair becomes token ids"),
     "sft_labels": ("data", "data: which tokens of an example the loss sees"),

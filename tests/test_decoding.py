@@ -136,14 +136,15 @@ def test_a_cache_that_stores_only_the_prompt_changes_the_output(trained):
                        _decode(trained))         # without a cache there is nothing to go stale
 
 
-def test_the_repetition_penalty_variant_skips_it_only_under_greedy(trained):
-    with_penalty = _decode(trained, repetition_penalty=1.3)
-    assert not torch.equal(with_penalty, _decode(trained))
-    assert torch.equal(_decode(trained, repetition_penalty=1.3,
-                               logits_processing="penalty_when_sampling"), _decode(trained))
-    sampled = dict(decode="sample", repetition_penalty=1.3)
-    assert torch.equal(_decode(trained, logits_processing="penalty_when_sampling", **sampled),
-                       _decode(trained, **sampled))
+def test_the_token_choice_variant_never_samples(trained):
+    """The variant compares the decode setting with a name the config never uses, so it takes
+    the argmax whatever the sampling settings say; the usual one samples."""
+    sampled = dict(decode="sample", temperature=0.8)
+    greedy = _decode(trained, decode="greedy")
+    assert not torch.equal(_decode(trained, **sampled), greedy)
+    assert torch.equal(_decode(trained, token_choice="by_decode_name", **sampled), greedy)
+    assert torch.equal(_decode(trained, token_choice="by_decode_name", decode="sample",
+                               temperature=1.5, top_p=0.5), greedy)
 
 
 def test_sample_and_measure(trained):
@@ -181,8 +182,8 @@ def test_runs_that_differ_only_in_decoding_share_one_training(monkeypatch):
 
     short = {"steps": 24}
     for cause, fixes, expected_trainings in (
-            ("stale_kv_cache", ("sample", "store_kv", "no_kv_cache"), 1),
-            ("undertrained", ("sample", "final_checkpoint"), 2)):   # a longer training anew
+            ("stale_kv_cache", ("higher_temperature", "store_kv", "no_kv_cache"), 1),
+            ("undertrained", ("higher_temperature", "final_checkpoint"), 2)):   # a longer training anew
         runs.clear_cache()
         trainings.clear()
         broken = app.prepare("repetitive_decoding", 4, cause, settings=short)

@@ -27,19 +27,19 @@ PINNED_CPU = "AVX512"
 # (scenario, seed, cause, fixes, settings, sha256 of metrics.jsonl)
 PINS = [
     ("oom", 0, "batch_too_large", (), {},                       # OOM at step 0, forward pass
-     "f31d329f4c0e43a2563cb99cd6fc5a5fba3865776daa878a39e0e456743799f3"),
+     "59f98ec72cc10948fbb35ab32b5791d7c8136704dc89d093951e0af3d3865294"),
     ("oom", 0, None, (), {},                                    # healthy, 30 steps, 3 evals
      "3d21fbf0e0e34c969f8abc7b9450fce262a9a88cda93d1d361e21b3848afafbf"),
     ("oom", 1, None, ("checkpointing",), {"steps": 4},
      "7cbeeb3146f3a3884aea3949a5eb829ffd30e270733521218343752160c950b8"),
     ("oom", 0, "kept_graph", (), {},                            # climbs, OOM after 17 steps
-     "1ca28f26707d6a8d3e2c7d11dee58477eaa3cf405bbb8de3068303a3c5f6fc3b"),
+     "8b45e857a1dc7fea5c94ca0328cb4dea7d620ed4d7da101e3675a6e2c5ad40a3"),
     ("oom", 1, "eval_with_grad", (), {},                        # OOM at the first evaluation
-     "953f83dca0d7eddb825c05dfa009de4d63b3ac12bec5c6103c31152a326f40e8"),
+     "2a8fb8d335fb6aaf7a2bcd3a155a85fad04afa4b68df95c08e1a86e99f56172c"),
     ("oom", 2, "kept_graph", ("detach_metric",), {},
      "db47d5540a2df8ece919a42d8d4010ca93db7cc936ca49a0645557e4152466f3"),
     ("oom", 0, "batch_too_large", ("checkpointing",), {},       # still OOM, inside checkpoint
-     "58115b8511cfe3bca8d40fa03169c1fc3e6d9d2a4e232ec264eb81898d455f71"),
+     "a349c591b7a183a3c1e68fe646ed2b3f37ff7ba87e4ce49c1defc37c29c78523"),
     ("oom", 3, None, (), {"precision": "fp16", "steps": 6},     # GradScaler under the tracker
      "5d093c604a277f0494bdc9c03a238120163d068a5acde0767dc6493c0830b7de"),
     ("oom", 4, None, (), {"precision": "bf16", "optimizer": "sgd", "steps": 6},
@@ -50,8 +50,8 @@ PINS = [
      "48b0f60052315cdd35faf1f16cfe475da4cc73ce85a556356ca07a3aadc9b3c8"),
     ("bad_lr", 1, "lr_too_low", (), {"optimizer": "adam"},
      "52f8bdc4f4adbfe7fc1e39cbc8b11859454248eb0b13a40c8d7c32fc60c7ba54"),
-    ("repetitive_decoding", 0, "greedy_no_penalty", (), {"steps": 30},
-     "a596585d213d160962d51f2ea903625362348773819c7fb0d2cff477b97f4e75"),
+    ("repetitive_decoding", 0, "sampling_ignored", (), {"steps": 30},
+     "2895649fce41bbc6a9ef6f08addfc1b1c8da084f12341db551437ae8ae96f096"),
 ]
 
 
