@@ -27,13 +27,17 @@ class TrainConfig:
     n_layer: int = 2                # transformer blocks
     n_head: int = 4                 # attention heads
     attn_mask_value: str = "min"    # what masked scores are filled with: min (finfo.min) | -inf
+    base_model: str = "scratch"     # scratch (random init) | pretrained (the team's toy-language LM)
+    # --- LoRA (sim/lora.py; PEFT's names) ---
+    lora_r: int = 0                 # adapter rank; 0 = no adapters, every parameter trains
+    lora_alpha: float = 16.0        # the adapter's output is scaled by lora_alpha / r
+    lora_targets: str = "hidden,out"  # linear layers that get adapters, by attribute name
     # --- data ---
     data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding)
     padding_side: str = "right"     # right | left (sft data only)
     length_grouped: bool = False    # sft: batch sequences of similar length together
     pad_token: str = "pad"          # sft: what the collator pads with: pad (its own id) | eos
     response_words: int = 0         # sft: words per response; 0 = 3 to 8 (uniform)
-    init: str = "scratch"           # scratch | base (start from a model pretrained on the language)
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
@@ -73,6 +77,10 @@ class TrainConfig:
     sft_template: str = "with_eos"                # sft data: how a pair becomes token ids
     sft_labels: str = "response_and_eos"          # sft data: which tokens carry a label
     label_shift: str = "one_ahead"               # sft data: how targets line up with inputs
+    lora_init: str = "a_like_linear"              # lora: how a fresh adapter's A and B start
+    lora_scaling: str = "alpha_over_r"            # lora: the factor on the adapter's output
+    lora_freeze: str = "assign"                   # lora: how the base model is frozen
+    lora_setup: str = "wrap_then_collect"         # lora: adapters in, parameters to the optimizer
     padding_labels: str = "by_position"           # sft data: how padding loses its labels
     kv_positions: str = "after_cache"             # serving: rotary positions of cached tokens
     kv_lifetime: str = "per_request"              # serving: which cache a request starts from
@@ -87,8 +95,12 @@ class TrainConfig:
 
     def recipe_dict(self) -> dict[str, Any]:
         """The settings a config file holds: without the fields that stand for how the code
-        is written (those show up as code, never in a run's config)."""
-        return {k: v for k, v in self.to_dict().items() if k not in IMPLEMENTATION_FIELDS}
+        is written (those show up as code, never in a run's config), and without the LoRA and
+        checkpoint fields of a run that uses neither (a PEFT config exists only for PEFT runs)."""
+        unused = () if self.lora_r else ("lora_r", "lora_alpha", "lora_targets")
+        unused += ("base_model",) if self.base_model == "scratch" else ()
+        return {k: v for k, v in self.to_dict().items()
+                if k not in IMPLEMENTATION_FIELDS and k not in unused}
 
     @property
     def tokens_per_step(self) -> int:
@@ -103,6 +115,10 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "sft_template": ("with_eos", "without_eos"),
     "sft_labels": ("response_and_eos", "response_words", "whole_example"),
     "label_shift": ("one_ahead", "same_position"),
+    "lora_init": ("a_like_linear", "both_zero"),
+    "lora_scaling": ("alpha_over_r", "r_over_alpha"),
+    "lora_freeze": ("assign", "compare"),
+    "lora_setup": ("wrap_then_collect", "collect_then_wrap"),
     "padding_labels": ("by_position", "by_pad_id"),
     "kv_positions": ("after_cache", "in_chunk"),
     "kv_lifetime": ("per_request", "per_server"),
@@ -123,7 +139,10 @@ DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalt
 
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
 FIXED_REASONS: dict[str, str] = {
-    "model": "the model is part of the problem", "d_model": "the model is part of the problem",
+    "model": "the model is part of the problem", "base_model": "the model is part of the problem",
+    "lora_targets": "the adapter layout is part of the problem",
+    "lora_r": "the adapter layout is part of the problem",
+    "lora_alpha": "the adapter layout is part of the problem", "d_model": "the model is part of the problem",
     "n_layer": "the model is part of the problem", "n_head": "the model is part of the problem",
     "data": "the data is part of the problem", "vocab_size": "the data is part of the problem",
     "seq_len": "the data is part of the problem",
@@ -143,6 +162,7 @@ FIXED_REASONS: dict[str, str] = {
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model": ("transformer", "mlp"),
+    "base_model": ("scratch", "pretrained"),
     "attn_mask_value": ("min", "-inf"),
     "data": ("markov", "sft"),
     "padding_side": ("right", "left"),
@@ -152,14 +172,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "decode": ("greedy", "sample"),
     "device": ("cpu", "cuda"),
     "pad_token": ("pad", "eos"),
-    "init": ("scratch", "base"),
     **IMPLEMENTATIONS,
 }
 
 # (lowest allowed, whether the lowest itself is allowed)
 _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "vocab_size": (8, True), "seq_len": (4, True), "d_model": (4, True), "n_layer": (1, True),
-    "n_head": (1, True), "lr": (0, False), "lr_scale": (0, False), "momentum": (0, True), "weight_decay": (0, True),
+    "n_head": (1, True), "lora_r": (0, True), "lora_alpha": (0, False), "lr": (0, False), "lr_scale": (0, False), "momentum": (0, True), "weight_decay": (0, True),
     "batch_size": (1, True), "grad_accum_steps": (1, True), "grad_clip": (0, True),
     "warmup_steps": (0, True), "steps": (1, True), "memory_budget_mib": (0, True),
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),

@@ -258,16 +258,18 @@ class SftStream:
         cfg = config or self.config
         width = cfg.seq_len + 1
         pad_id = pad_token_id(cfg)
-        tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        supervised = torch.zeros(len(rows), width, dtype=torch.bool)
-        padding = torch.ones(len(rows), width, dtype=torch.bool)
         labelled = chosen(cfg, "sft_labels")
-        for i, seq in enumerate(rows):
+        padded, masks, pads = [], [], []
+        for seq in rows:                     # padded in Python, one tensor per batch: fast
             offset = width - len(seq) if cfg.padding_side == "left" else 0
-            tokens[i, offset:offset + len(seq)] = torch.tensor(seq)
-            supervised[i, offset:offset + len(seq)] = torch.tensor(labelled(seq))
-            padding[i, offset:offset + len(seq)] = False
-        supervised = chosen(cfg, "padding_labels")(tokens, supervised, padding, pad_id)
+            after = width - offset - len(seq)
+            padded.append([pad_id] * offset + list(seq) + [pad_id] * after)
+            masks.append([False] * offset + list(labelled(seq)) + [False] * after)
+            pads.append([True] * offset + [False] * len(seq) + [True] * after)
+        tokens = torch.tensor(padded, dtype=torch.long)
+        padding = torch.tensor(pads, dtype=torch.bool)
+        supervised = chosen(cfg, "padding_labels")(tokens, torch.tensor(masks, dtype=torch.bool),
+                                                   padding, pad_id)
         inputs, targets = chosen(cfg, "label_shift")(tokens, supervised)
         return Batch(inputs.contiguous(), targets.contiguous(), padding[:, :-1].contiguous())
 

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from .callbacks import CallbackList
 from .config import TrainConfig
 from .data import IGNORE, Batch, make_stream
+from .implementations import chosen
+from .pretrained import pretrained_state
 from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
 from .without_dynamo import optimizer_class
@@ -76,10 +78,11 @@ def _scheduled(config: TrainConfig, step: int) -> float:
     return config.lr - (config.lr - floor) * progress
 
 
-def build_optimizer(config: TrainConfig, model) -> torch.optim.Optimizer:
-    """torch's own optimizer, in a subclass that does not import torch._dynamo (see
-    `without_dynamo`; torch's class itself where that is not possible)."""
-    params = model.parameters()
+def build_optimizer(config: TrainConfig, model, params=None) -> torch.optim.Optimizer:
+    """torch's own optimizer over `params` (default: all of the model's), in a subclass that
+    does not import torch._dynamo (see `without_dynamo`; torch's class itself where that is
+    not possible)."""
+    params = model.parameters() if params is None else params
     if config.optimizer == "sgd":
         return optimizer_class(torch.optim.SGD)(params, lr=config.lr, momentum=config.momentum,
                                                 weight_decay=config.weight_decay, foreach=True)
@@ -137,10 +140,10 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                              enabled=track_memory or config.memory_budget_mib > 0)
     stream = make_stream(config)
     model = build_model(config).to(config.device)
-    if config.init == "base":
-        from .pretrained import base_weights
-        model.load_state_dict(base_weights(config, train))
-    optimizer = build_optimizer(config, model)
+    if config.base_model == "pretrained":
+        model.load_state_dict(pretrained_state(config, train))
+    params = chosen(config, "lora_setup")(model, config) if config.lora_r else None
+    optimizer = build_optimizer(config, model, params)
     scale = loss_scale_of(config)
     scaler = torch.amp.GradScaler(config.device) if scale == "dynamic" else None
     run = Run(config, model, optimizer, stream, device, scaler)

@@ -1,31 +1,38 @@
-"""The base model a fine-tune starts from: the same architecture pretrained on the language.
+"""The team's pretrained checkpoints: a small MLP or transformer language model that already
+knows the toy language, the starting point of fine-tuning scenarios (`base_model="pretrained"`).
 
-A run with `init="base"` loads these weights before its first step (stage one of the usual
-pipeline: pretrain, then SFT). Pretraining is deterministic, so its weights are kept per
-process and shared by every fine-tune of the same architecture and seed.
+It is trained once per process and shape, with a fixed recipe and seed, by the training loop
+itself (passed in: this module does not import it): every run that starts from it starts from
+the same weights, as a downloaded checkpoint would. The global random state is left as it was,
+so a run is the same whether the checkpoint was cached or not.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
+from typing import Callable
 
-# plain language modelling, long enough for greedy text to follow the grammar
-PRETRAINING = {"data": "markov", "init": "scratch", "steps": 100, "batch_size": 64, "lr": 2e-2,
-               "warmup_steps": 10, "schedule": "cosine", "optimizer": "adamw",
-               "weight_decay": 0.0, "eval_every": 0, "grad_accum_steps": 1, "grad_clip": 0.0,
-               "precision": "fp32", "memory_budget_mib": 0.0}
-_weights: dict[str, dict] = {}
+RECIPE = {"model": "mlp", "data": "markov", "optimizer": "adamw", "lr": 3e-2,
+          "warmup_steps": 5, "schedule": "cosine", "steps": 80, "batch_size": 32, "seed": 0}
+# the transformer's: long enough for its greedy text to follow the grammar
+TRANSFORMER_RECIPE = {"model": "transformer", "data": "markov", "optimizer": "adamw", "lr": 2e-2,
+                      "warmup_steps": 10, "schedule": "cosine", "steps": 100, "batch_size": 64,
+                      "seed": 0}
+
+_cache: dict[tuple, dict] = {}
 
 
-def base_weights(config, train) -> dict:
-    """The state dict of the base model for `config`'s architecture, vocabulary and seed,
-    pretrained with `train` (the loop's own function, passed in: the loop calls this)."""
-    from .config import TrainConfig
-    base = dataclasses.replace(TrainConfig(), **{
-        name: getattr(config, name) for name in ("model", "vocab_size", "seq_len", "d_model",
-                                                 "n_layer", "n_head", "seed", "device")},
-        **PRETRAINING)
-    key = json.dumps(base.to_dict(), sort_keys=True)
-    if key not in _weights:
-        _weights[key] = {k: v.clone() for k, v in train(base).model.state_dict().items()}
-    return _weights[key]
+def pretrained_state(config, train: Callable) -> dict:
+    """The checkpoint for `config`'s model shape (copies: a run that trains it changes none of
+    the cache), made with `train` (the loop's) the first time it is asked for."""
+    import torch
+    from .config import TrainConfig, with_overrides
+    shape = (config.model, config.vocab_size, config.d_model, config.seq_len, config.n_layer,
+             config.n_head)
+    if shape not in _cache:
+        recipe = with_overrides(TrainConfig(), {
+            **(RECIPE if config.model == "mlp" else TRANSFORMER_RECIPE),
+            "vocab_size": config.vocab_size, "d_model": config.d_model,
+            "seq_len": config.seq_len, "n_layer": config.n_layer, "n_head": config.n_head})
+        with torch.random.fork_rng():
+            run = train(recipe)
+        _cache[shape] = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    return {name: tensor.clone() for name, tensor in _cache[shape].items()}

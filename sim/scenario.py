@@ -75,6 +75,7 @@ class Criterion:
     min_sequences_seen: int | None = None    # training data budget the recipe was validated on
     min_stop_rate: float | None = None       # sft: share of answers that end with EOS
     min_answer_words: float | None = None    # sft: words per answer, on average
+    max_optimizer_state_mib: float | None = None  # lora: the optimizer state the memory plan allows
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
     # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
@@ -138,6 +139,8 @@ class Criterion:
                at_least=True)
         _limit(checks, "words per answer", summary.get("answer_words"), self.min_answer_words,
                at_least=True)
+        _limit(checks, "optimizer state MiB", summary.get("optimizer_state_mib"),
+               self.max_optimizer_state_mib)
         return checks
 
     def describe(self) -> str:
@@ -154,7 +157,8 @@ class Criterion:
                                  ("grammatical transitions", self.min_valid_rate, ">="),
                                  ("training sequences seen", self.min_sequences_seen, ">="),
                                  ("answers that stop", self.min_stop_rate, ">="),
-                                 ("words per answer", self.min_answer_words, ">=")):
+                                 ("words per answer", self.min_answer_words, ">="),
+                                 ("optimizer state MiB", self.max_optimizer_state_mib, "<")):
             if value is not None:
                 parts.append(f"{label} {op} {value:.4g}" if op != "<" else
                              f"{label} <= {value:.4g}")
@@ -242,13 +246,18 @@ class Scenario:
         raise LookupError(_unknown("fix", fix_id, [f.id for f in self.fixes], self.id))
 
     def expected_verdict(self, cause_id: str, fix_ids) -> str:
-        """The declared verdict for a set of fixes: a fix that harms any run spoils the set;
+        """The declared verdict for a set of fixes: a fix that harms a healthy run spoils the set
+        (unless it is itself this cause's costly workaround and no real fix is in the set);
         a resolving fix resolves (a workaround when every resolving fix in the set has a cost);
         else a masking fix masks."""
         fix_ids = [fix_ids] if isinstance(fix_ids, str) else list(fix_ids)
-        if any(f in self.harms for f in fix_ids):
-            return "not_resolved"
         resolving = [f for f in fix_ids if f in self.resolves.get(cause_id, ())]
+        if any(f in self.harms for f in fix_ids):
+            # a harmful change can still work around one cause (a costly fix of that cause),
+            # but not once the real fix is in the set: then it harms the repaired run
+            compensating = resolving and all(f in self.harms and self.fix(f).cost
+                                             for f in resolving)
+            return "workaround" if compensating else "not_resolved"
         if resolving:
             return "workaround" if all(self.fix(f).cost for f in resolving) else "resolved"
         if any(f in self.masks.get(cause_id, ()) for f in fix_ids):

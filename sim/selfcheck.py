@@ -108,6 +108,19 @@ def _check_unit(unit) -> list[Finding]:
     return list(check_scenario(registry.get(scenario_id), (seed,), keys))
 
 
+def _rough_cost(scenario: Scenario) -> float:
+    """A rough guess at one seed's share of the matrix, to start the long units first."""
+    if scenario.engine != "training":
+        return 0.0
+    base = scenario.base
+    work = base.get("steps", 60) * base.get("batch_size", 32) * base.get("grad_accum_steps", 1)
+    tracked = 2.0 if base.get("memory_budget_mib") else 1.0
+    from .config import DECODING_FIELDS          # decoding-only fixes share one training
+    retrains = [f for f in scenario.fixes
+                if set(f.config) - set(DECODING_FIELDS) or f.repairs or f.callbacks]
+    return work * tracked * len(scenario.causes) * (1 + len(retrains))
+
+
 def check_many(scenarios: Sequence[Scenario], seeds: Iterable[int] = DEFAULT_SEEDS,
                keys: Sequence[str | None] = (MATRIX_KEY,), jobs: int = 1):
     """Yields (scenario, findings of one seed) as each completes, spread over `jobs` processes
@@ -122,6 +135,7 @@ def check_many(scenarios: Sequence[Scenario], seeds: Iterable[int] = DEFAULT_SEE
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     by_id = {s.id: s for s in scenarios}
+    units.sort(key=lambda unit: -_rough_cost(by_id[unit[0]]))   # the longest first: no idle tail
     context = multiprocessing.get_context("spawn")    # a fresh interpreter: no forked torch state
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         for unit, findings in zip(units, pool.map(_check_unit, units)):

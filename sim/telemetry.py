@@ -80,7 +80,8 @@ class Recorder(Callback):
     def on_after_backward(self, run) -> None:
         # per-parameter gradient norms come from the loop (it needs them for the global norm)
         self._layer_norms = {
-            name: math.sqrt(sum(run.param_grad_norms[i] ** 2 for i in indices))
+            name: math.sqrt(sum(run.param_grad_norms[i] ** 2 for i in indices
+                                if run.param_grad_norms[i] is not None))
             for name, indices in self._groups.items()
             if any(run.param_grad_norms[i] is not None for i in indices)}
         nonfinite = 0

@@ -181,3 +181,24 @@ def labels_before_separator(run: RunResult) -> bool:
     batch = _first_batch(run)
     seen_sep = (batch.tokens == SEP).int().cummax(dim=1).values.bool()
     return bool(((batch.targets != IGNORE) & ~seen_sep).any())
+
+
+def no_update_while_gradients_grow(run: RunResult) -> bool:
+    """No step moved the weights (update/param is 0 throughout), while the gradient norm is
+    non-zero and ends at least twice where it started (gradients nobody steps or clears)."""
+    ratios = [r.get("update_ratio") for r in run.records]
+    norms = _finite(r["grad_norm"] for r in run.records)
+    return (bool(ratios) and all(v == 0 for v in ratios) and len(norms) >= 2
+            and norms[0] > 0 and norms[-1] >= 2 * norms[0])
+
+
+def gradient_zero_throughout(run: RunResult) -> bool:
+    """The global gradient norm is exactly zero at every step: no gradient reaches anything."""
+    norms = [r["grad_norm"] for r in run.records]
+    return bool(norms) and all(v == 0 for v in norms)
+
+
+def weights_move_every_step(run: RunResult) -> bool:
+    """Every step changed the weights (update/param above zero)."""
+    ratios = [r.get("update_ratio") for r in run.records]
+    return bool(ratios) and all(v is not None and v > 0 for v in ratios)

@@ -27,31 +27,31 @@ PINNED_CPU = "AVX512"
 # (scenario, seed, cause, fixes, settings, sha256 of metrics.jsonl)
 PINS = [
     ("oom", 0, "batch_too_large", (), {},                       # OOM at step 0, forward pass
-     "59f98ec72cc10948fbb35ab32b5791d7c8136704dc89d093951e0af3d3865294"),
+     "0b58139642711ec307163d319571b404457bf9eb98ab457214d560987f1798c3"),
     ("oom", 0, None, (), {},                                    # healthy, 30 steps, 3 evals
-     "3d21fbf0e0e34c969f8abc7b9450fce262a9a88cda93d1d361e21b3848afafbf"),
+     "d946558d6f604792f5d085cc75bce9c5d41e52cc8f908c5bda6fa84f8101f23d"),
     ("oom", 1, None, ("checkpointing",), {"steps": 4},
-     "7cbeeb3146f3a3884aea3949a5eb829ffd30e270733521218343752160c950b8"),
+     "7c22712f47d12ee5572b928365091ff1c941205705ba6814867d11fb9521c340"),
     ("oom", 0, "kept_graph", (), {},                            # climbs, OOM after 17 steps
-     "8b45e857a1dc7fea5c94ca0328cb4dea7d620ed4d7da101e3675a6e2c5ad40a3"),
+     "38875fe32bbd26ca19bb683cdf226287c886551141d410063c6eb9bd3c4bc18e"),
     ("oom", 1, "eval_with_grad", (), {},                        # OOM at the first evaluation
-     "2a8fb8d335fb6aaf7a2bcd3a155a85fad04afa4b68df95c08e1a86e99f56172c"),
+     "09eb571c31210a3f024ebff87a867a36d8b9c83b5c8e427c9638b65337be2ddd"),
     ("oom", 2, "kept_graph", ("detach_metric",), {},
-     "db47d5540a2df8ece919a42d8d4010ca93db7cc936ca49a0645557e4152466f3"),
+     "eb9d09454a9bbc613b81077359c70890b2657ecde969d21614fe7c531c24ab95"),
     ("oom", 0, "batch_too_large", ("checkpointing",), {},       # still OOM, inside checkpoint
-     "a349c591b7a183a3c1e68fe646ed2b3f37ff7ba87e4ce49c1defc37c29c78523"),
+     "8dc4f1ef4c9b3bedc999207a415f41cf0535645cd7a6366354205984d9cbedd2"),
     ("oom", 3, None, (), {"precision": "fp16", "steps": 6},     # GradScaler under the tracker
-     "5d093c604a277f0494bdc9c03a238120163d068a5acde0767dc6493c0830b7de"),
+     "a8e5b7df4cb3613d4f108b357a99892971590477a9ed523441c81c6bae0c990f"),
     ("oom", 4, None, (), {"precision": "bf16", "optimizer": "sgd", "steps": 6},
-     "4c00424c212c20eae32eaedc954b6fe40b792685c15dff5f86a1e852c4094eb2"),
+     "cf35f9375512a2afe9966c7c162cdf3a7b0e08b346b5d00d880b4fedd64aebcb"),
     ("nan_loss", 0, "lr_too_high", (), {},
-     "0017b7c7b4fdac8bfd4b4728f029509edb381444509fdf5bd240ca6459be25b7"),
+     "15bdd1097940b8bbcbc91d8caa35f05103a666a4ea7e978dc5c327374668998b"),
     ("nan_loss", 5, "fully_masked_row", (), {},
-     "48b0f60052315cdd35faf1f16cfe475da4cc73ce85a556356ca07a3aadc9b3c8"),
+     "6e7591b340134f6e0607fb6fcef947bc661855bc60e5218ae20dec9844feb268"),
     ("bad_lr", 1, "lr_too_low", (), {"optimizer": "adam"},
-     "52f8bdc4f4adbfe7fc1e39cbc8b11859454248eb0b13a40c8d7c32fc60c7ba54"),
+     "73c43368b10e342aaa777c6f913003090794fd8e601662df67f0a56e25ed0831"),
     ("repetitive_decoding", 0, "sampling_ignored", (), {"steps": 30},
-     "2895649fce41bbc6a9ef6f08addfc1b1c8da084f12341db551437ae8ae96f096"),
+     "5216e3e1369b8c07d34ed5d46e006c919a5f803e2038b82b1a26aafd02a9bbc5"),
 ]
 
 

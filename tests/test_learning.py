@@ -116,9 +116,11 @@ NOT_YET = {"nan_loss", "oom"}
 # answer ends as well as the floor assumes (the true generator knows the response length): its
 # healthy runs end 0.39-0.64 of the way in 90 steps, and a transformer that could count does
 # not fit the suite's time budget. It demands 30%, which lr / 10 (0.11-0.20) never reaches.
-# never_stops (pretraining, then 150 SFT steps) reaches 0.35-0.65 of the way on 8 seeds: it
-# demands a quarter of the way, and judges stopping.
-LOWER_BAR = {"sft_label_mask": 0.3, "never_stops": 0.25}
+# lora_wont_learn fine-tunes the same window MLP on the same SFT data (with rank-4 adapters, 80
+# steps): healthy 0.40-0.47 of the way on bare seeds 0-6, lr x 10 on a healthy run 0.06-0.24.
+# never_stops (a pretrained transformer, then 150 SFT steps) reaches 0.35-0.65 of the way on 8
+# seeds: it demands a quarter of the way, and judges stopping.
+LOWER_BAR = {"sft_label_mask": 0.3, "lora_wont_learn": 0.3, "never_stops": 0.25}
 
 
 @pytest.mark.parametrize("scenario", TRAINING, ids=lambda s: s.id)

@@ -91,6 +91,8 @@ class TrainingEngine:
             result.summary.update(text_metrics)
             result.detail = {"step_logits": torch.cat([t["logits"] for t in trace]),
                              "cache_keys": [t["cache_keys"] for t in trace]}   # per request
+        if trained.run is not None and config.lora_r:
+            result.summary.update(finetuning_summary(trained.run))
         result.summary = {**summarize(result), **result.summary}
         if out:
             write_json(out / "summary.json", result.summary)
@@ -114,7 +116,9 @@ class TrainingEngine:
         for key, label in (("repeat_rate", "repeated 3-grams"), ("longest_loop", "longest loop"),
                            ("valid_rate", "grammatical transitions"),
                            ("distinct_2", "distinct-2"), ("stop_rate", "answers that stop"),
-                           ("answer_words", "words per answer")):
+                           ("answer_words", "words per answer"),
+                           ("optimizer_state_mib", "optimizer state (MiB)"),
+                           ("trainable_share", "trainable share of the parameters")):
             if key in s:
                 lines.append(f"{label}: {_num(s[key])}")
         return lines
@@ -219,6 +223,18 @@ def summarize(result: RunResult) -> dict:
         "sequences_seen": len(records) * config.batch_size * config.grad_accum_steps,
         "oom": oom,
     }
+
+
+def finetuning_summary(run) -> dict:
+    """A LoRA run: the optimizer state it holds at the end (the exact bytes of its tensors, what
+    a device allocates for them) and the share of the model's parameters that are trainable."""
+    import torch
+    from ..device import MiB
+    from ..lora import trainable_report
+    state = sum(value.nbytes for per_param in run.optimizer.state.values()
+                for value in per_param.values() if torch.is_tensor(value))
+    trainable, total, _ = trainable_report(run.model)
+    return {"optimizer_state_mib": state / MiB, "trainable_share": trainable / total}
 
 
 def _num(value, digits: int = 3) -> str:
