@@ -7,7 +7,7 @@ where the model thinks an answer ends, and what the server does with it.
 """
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
-from ..sim.tells import Tell, all_of, summary_at_least, summary_at_most
+from ..sim.tells import Tell, all_of, any_of, summary_at_least, summary_at_most
 
 PAD_AS_EOS = Change("Pad with the EOS token (the new tokenizer has no pad token)",
                     {"pad_token": "eos"})
@@ -91,14 +91,18 @@ SCENARIO = Scenario(
                 "In training every reply followed [SEP]. The server's template left it out (the\n"
                 "HF equivalent: apply_chat_template without add_generation_prompt=True), so the\n"
                 "model was asked to continue the prompt, not to answer it. Nothing in training\n"
-                "covered that position: this model closes the turn almost at once, with EOS\n"
-                "and a word or two at most. Render the prompt exactly as in training, marker included, and\n"
+                "covered that position: depending on the run, the model closes the turn almost\n"
+                "at once, or never finds the end of a reply it does not know it started. Render the prompt exactly as in training, marker included, and\n"
                 "compare the token ids of a training example with what the server feeds."),
-            tell="every answer ends with EOS, but after fewer than three words (often none); the "
-                 "prompt as fed lacks the SEP that every training example has before the reply",
+            tell="the prompt as fed lacks the SEP that every training example has before the "
+                 "reply; the model, which puts P(EOS) where held-out replies end, either closes "
+                 "every answer within two words or never writes EOS at all",
             changes=(TOP_K.log, TEMPLATE_CODE),
-            signal=Tell("samples, eos", all_of(summary_at_most("answer_words", 2.9),
-                                               summary_at_least("stop_rate", 0.9))),
+            signal=Tell("samples, eos", all_of(
+                summary_at_least("p_eos_reply_end", 0.25),
+                any_of(all_of(summary_at_most("answer_words", 2.4),
+                              summary_at_least("stop_rate", 0.9)),
+                       summary_at_most("eos_rate", 0.1)))),
             hints=("Read the prompts and answers exactly as the server fed and returned them "
                    "(samples).",
                    "How many words does an answer have? Compare the prompt's tokens with the "
@@ -112,15 +116,16 @@ SCENARIO = Scenario(
         Fix("stop_at_eos", "Stop decoding at the EOS id", config={"stop_check": "eos"}),
         Fix("reply_marker", "Render the reply marker at the end of the inference prompt",
             config={"chat_template": "reply_marker"}),
-        Fix("cap_tokens", "Cap answers at 6 new tokens", config={"gen_tokens": 6}),
+        Fix("cap_tokens", "Cap answers at 8 new tokens", config={"gen_tokens": 8}),
         Fix("lower_temperature", "Lower the temperature to 0.5", config={"temperature": 0.5}),
     ),
-    # Healthy (seeds 0-2): every answer stops, 3.8-4.4 words. Padding masked: no answer stops;
-    # wrong stop id: none stops though all contain EOS; no reply marker: 0-0.3 words.
-    # Held-out loss: a quarter of the way from the unigram baseline to the floor (healthy runs
-    # reach 0.35-0.65 of it on 8 seeds; see tests/test_learning.py's NOT_YET).
+    # Healthy (matrix seeds 0-2, unseen 3-5): every answer stops, after 3.0-4.0 words.
+    # Padding masked: no answer stops; wrong stop id: none stops though all contain EOS; no
+    # reply marker: answers of 0-2.2 words, or (some seeds) no EOS at all. Held-out loss: a
+    # quarter of the way from the unigram baseline to the floor (healthy runs reach 0.35-0.65
+    # of it on 8 seeds; see tests/test_learning.py's LOWER_BAR).
     criterion=Criterion(min_learnt=0.25, baselines=(0.7697, 2.356), min_stop_rate=0.9,
-                        min_answer_words=3.0),
+                        min_answer_words=2.5),
     resolves={
         "eos_masked_as_padding": ("supervise_eos", "own_pad_token"),
         "wrong_stop_token": ("stop_at_eos",),

@@ -202,3 +202,7 @@ def weights_move_every_step(run: RunResult) -> bool:
     """Every step changed the weights (update/param above zero)."""
     ratios = [r.get("update_ratio") for r in run.records]
     return bool(ratios) and all(v is not None and v > 0 for v in ratios)
+
+
+def any_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
+    return lambda run: any(test(run) for test in tests)
