@@ -172,7 +172,7 @@ def test_oom_13b_files_name_the_job_by_its_config_not_by_what_the_launcher_ran(t
         for cause in scenario.causes:
             prepared = app.injected(scenario, 7, cause.id, key=f"planner-key-{k}")
             out = tmp_path / f"{k}-{cause.id}"
-            result = app.run(prepared, out, plots=key == KEYS[0])    # titles: once is enough
+            result = app.run(prepared, out)
             config = json.loads((out / "config.json").read_text())["config"]
             plan = json.loads((out / "plan.json").read_text())
             summary = json.loads((out / "summary.json").read_text())
