@@ -3,7 +3,7 @@
 Every cause is a change that looks harmless in the config (a warmup, length grouping, left
 padding: each appears as a harmless decoy in other incidents) plus code that makes it harmful.
 """
-from ..sim.team_code import UnboundedWarmup, UnsafeTokenMean
+from ..sim.team_code import CompoundingWarmup, UnsafeTokenMean
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, all_of, grad_norm_climbs_before_nonfinite, isolated_nonfinite, \
@@ -27,23 +27,29 @@ SCENARIO = Scenario(
         "for the loss. They changed 'a couple of things to make it faster' and don't remember\n"
         "which. The model, the optimizer family and the data source are the same.\n"
         "Find out why the loss is NaN and fix the cause, not the symptom."),
-    base={"data": "sft", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "steps": 40},
+    base={"data": "sft", "sft_lengths": "long_answers", "n_layer": 1, "d_model": 32,
+          "n_head": 2, "optimizer": "adamw", "lr": 0.01, "batch_size": 32, "steps": 200},
     causes=(
         Cause(
             id="lr_too_high",
             title="The learning rate the optimizer uses is far too high",
-            fault=Fault("a 5-step warmup, and the refactored scheduler multiplies the lr by the "
-                        "step number (lr * (step + 1)) instead of ramping up to it",
-                        config=WARMUP.config, callbacks=(UnboundedWarmup,)),
+            fault=Fault("a 5-step warmup, and the refactored scheduler ramps the lr up "
+                        "exponentially by multiplying it in place (x 10^(1/5) every step, from "
+                        "lr/10) and never stops after the warmup",
+                        config=WARMUP.config, callbacks=(CompoundingWarmup,)),
             explanation=(
-                "The config says lr 0.1, but the refactored scheduler multiplied it by the step\n"
-                "number: 0.1, 0.2, 0.3, ... 2.0 by step 19. Past about 1.0 every SGD step\n"
-                "overshot the minimum and landed somewhere steeper, so the gradient norm grew by\n"
-                "orders of magnitude until values overflowed to inf and then NaN (inf - inf).\n"
-                "The loss was finite for the first twenty steps: it exploded. The log's lr column\n"
-                "shows the lr actually used; the config only shows what was asked for."),
-            tell="the log's lr column climbs every step, far past the configured 0.1; grad_norm "
-                 "and loss climb for several steps before the first NaN",
+                "The config says lr 0.01, but the refactored warmup multiplied the optimizer's lr\n"
+                "in place by 1.58 (10^(1/5)) every step and lost the check that ends the warmup:\n"
+                "0.001 at step 0, 0.01 at step 5, 0.1 at step 10, 1 at step 15, 1e5 at step 40.\n"
+                "Adam moves every weight by about the lr each step, whatever the size of the\n"
+                "gradient, so once the lr passed a few tenths every step threw the weights further\n"
+                "out: the loss climbed from step 12-14 to ~1e11 and the gradient norm to ~1e6,\n"
+                "until around step 43 the activations (~1e20) overflowed fp32 when LayerNorm\n"
+                "squared them: inf, then NaN. Clipping the gradient cannot help: Adam divides the\n"
+                "gradient by its own running size, so the step is set by the lr alone. The log's\n"
+                "lr column shows the lr actually used; the config only shows what was asked for."),
+            tell="the log's lr column grows 1.58x every step, far past the configured 0.01; loss "
+                 "and grad_norm climb for about 30 steps before the first NaN (near step 43)",
             changes=(WARMUP.log, SCHEDULER_CODE),
             signal=Tell("table (the lr column), plot grad_norm",
                         all_of(lr_climbs_past_config(5), grad_norm_climbs_before_nonfinite(10))),
@@ -55,9 +61,11 @@ SCENARIO = Scenario(
             fault=Fault("length-grouped batching on, and loss = sum / count with no guard",
                         config=GROUPING.config, callbacks=(UnsafeTokenMean,)),
             explanation=(
-                "Length-grouped batching put the longest prompts together. Truncation had cut off\n"
-                "every response in that batch, so it had zero supervised tokens and the mean loss\n"
-                "was 0 / 0 = NaN. Only those steps are NaN; the ones around them are healthy."),
+                "Length-grouped batching put the longest prompts together. They fill the whole\n"
+                "context, so truncation had cut off every response in those batches: zero\n"
+                "supervised tokens, and the mean loss was 0 / 0 = NaN. No token contributed to\n"
+                "the gradient, so it was exactly zero and the NaN never reached the weights: only\n"
+                "those steps are NaN, and the ones around them are healthy."),
             tell="isolated NaN steps with a healthy loss around them; the batch at that step "
                  "has zero supervised tokens",
             changes=(GROUPING.log, LOSS_CODE),
@@ -73,9 +81,11 @@ SCENARIO = Scenario(
             explanation=(
                 "With left padding, a padding query at the start of a row may attend to nothing:\n"
                 "its causal window holds only padding, which the key-padding mask removes. Filled\n"
-                "with -inf, softmax over an all -inf row is 0/0 = NaN, and the NaN spreads through\n"
-                "the value mixing of the next layer. It happens on the first forward pass."),
-            tell="NaN from the first steps (the first batch with left padding) and at every "
+                "with -inf, softmax over an all -inf row is 0/0 = NaN. Those positions are padding,\n"
+                "which the loss ignores, so the first step's loss is still finite; but the backward\n"
+                "pass through softmax turns the NaN into NaN gradients, the first update writes\n"
+                "NaN into every weight, and every step after is NaN."),
+            tell="non-finite from step 0 (a finite loss but a NaN gradient norm) and at every "
                  "step after, with no growth before it; anomaly detection points at softmax; the "
                  "batch shows left padding",
             changes=(COLLATOR.log, MASKING_CODE),
@@ -85,7 +95,7 @@ SCENARIO = Scenario(
     ),
     fixes=(
         Fix("fix_scheduler", "Make the warmup ramp up to the configured lr, then hold it",
-            repairs=(UnboundedWarmup,)),
+            repairs=(CompoundingWarmup,)),
         Fix("clip_grad", "Clip the global gradient norm at 1.0", config={"grad_clip": 1.0}),
         Fix("guard_division", "Divide the loss by max(count, 1)", repairs=(UnsafeTokenMean,)),
         Fix("finite_mask", "Fill masked scores with the dtype's minimum, not -inf",
@@ -94,13 +104,13 @@ SCENARIO = Scenario(
         Fix("skip_nonfinite", "Skip optimizer steps whose loss or gradients are not finite",
             config={"skip_nonfinite": True}),
     ),
-    # Not yet a learning bar (see tests/test_learning.py): plain SGD on this transformer stalls
-    # near the word-frequency level (~2.5), and length-grouped batches (a decoy in some
-    # incidents) make it noisier: healthy runs end at 2.43-3.61 across the incidents checked,
-    # and skipping the NaN steps of a grouped run at 4.04. The bar only separates a run that
-    # trained without diverging from one that blew up (clipping a blow-up ends at 20-45); the
-    # finite check catches the NaN itself.
-    criterion=Criterion(max_eval_loss=5.0),
+    # Held-out loss at least halfway from the unigram baseline (2.5391: word frequencies,
+    # nothing of the grammar) to the entropy floor (0.9779), i.e. <= 1.759. Measured on seeds 0-9
+    # (benchmarks/learning.py): healthy 1.32-1.64 (58-78% of the way); with length grouping (a
+    # decoy, and the base of every empty_label_division re-run) 1.37-1.61; with lr=0.001, a run
+    # that barely trains, 1.99-2.08 (seeds 0-2). AdamW, because SGD with momentum does not get
+    # past word frequencies on this model within a budget of a second or so.
+    criterion=Criterion(min_learnt=0.5, baselines=(0.9779, 2.5391)),
     resolves={
         "lr_too_high": ("fix_scheduler",),
         "empty_label_division": ("guard_division",),
@@ -116,15 +126,17 @@ SCENARIO = Scenario(
     interview_question="Your training loss went NaN. What do you check, in what order?",
     debrief=(
         "Interview answer, in order of how cheap each check is:\n"
-        "1. WHEN did it go NaN? From step 0 means the forward pass itself is broken (masking,\n"
-        "   a log/division/sqrt of zero, bad input data). After a climb in loss and gradient\n"
-        "   norm means an optimisation blow-up (learning rate, missing warmup or clipping,\n"
-        "   fp16 overflow): read the lr the optimizer actually used in the log, not the one\n"
-        "   the config asked for. Isolated NaN steps with healthy steps around them point at\n"
-        "   particular batches.\n"
+        "1. WHEN did it go NaN, and in what? From step 0 means the forward pass itself is\n"
+        "   broken (masking, a log/division/sqrt of zero, bad input data); look at the\n"
+        "   gradient norm too, since a NaN can hide in the gradients under a finite loss.\n"
+        "   After a climb in loss and gradient norm means an optimisation blow-up (learning\n"
+        "   rate, warmup, fp16 overflow): read the lr the optimizer actually used in the log,\n"
+        "   not the one the config asked for. Isolated NaN steps with healthy steps around\n"
+        "   them point at particular batches.\n"
         "2. WHERE? Run the failing step under torch.autograd.detect_anomaly to name the op,\n"
         "   and check the batch at that step: lengths, padding, labels, non-finite inputs.\n"
-        "3. FIX the cause: lower the LR / add clipping and warmup for blow-ups; use\n"
+        "3. FIX the cause: a sane lr and schedule for blow-ups (with Adam, gradient clipping\n"
+        "   does not shrink the step, the lr sets it; clipping helps against rare spikes);\n"
         "   log_softmax / a finite mask value / a guarded denominator for numeric bugs.\n"
         "Skipping NaN batches is a mitigation that hides the bug: say so if you propose it."),
 )

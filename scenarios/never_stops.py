@@ -33,8 +33,8 @@ SCENARIO = Scenario(
     # seeds every healthy answer stops, after 4.0-4.6 words, with P(EOS) 0.98-1.0 where a reply
     # ends on 7 of them (0.26 on one). Shorter or gentler SFT (100 steps, or lr 1e-2) leaves
     # P(EOS) at 0.2-0.5 on a third of the seeds, and answers that run on.
-    base={"base_model": "pretrained", "data": "sft", "seq_len": 12, "response_words": 4, "vocab_size": 14,
-          "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 32, "steps": 150, "lr": 2e-2,
+    base={"base_model": "pretrained", "data": "sft", "seq_len": 12,
+          "sft_lengths": "four_word_answers", "vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 32, "steps": 150, "lr": 2e-2,
           "warmup_steps": 10, "schedule": "cosine", "decode": "greedy", "gen_tokens": 10},
     causes=(
         Cause(

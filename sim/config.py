@@ -36,8 +36,8 @@ class TrainConfig:
     data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding)
     padding_side: str = "right"     # right | left (sft data only)
     length_grouped: bool = False    # sft: batch sequences of similar length together
+    sft_lengths: str = "short_answers"  # sft: short_answers | long_answers | four_word_answers
     pad_token: str = "pad"          # sft: what the collator pads with: pad (its own id) | eos
-    response_words: int = 0         # sft: words per response; 0 = 3 to 8 (uniform)
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
@@ -146,6 +146,7 @@ FIXED_REASONS: dict[str, str] = {
     "n_layer": "the model is part of the problem", "n_head": "the model is part of the problem",
     "data": "the data is part of the problem", "vocab_size": "the data is part of the problem",
     "seq_len": "the data is part of the problem",
+    "sft_lengths": "the data is part of the problem",
     "memory_budget_mib": "the device is part of the problem",
     "device": "the hardware is part of the problem",
     "steps": "the step budget is part of the problem",
@@ -165,6 +166,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "base_model": ("scratch", "pretrained"),
     "attn_mask_value": ("min", "-inf"),
     "data": ("markov", "sft"),
+    "sft_lengths": ("short_answers", "long_answers", "four_word_answers"),
     "padding_side": ("right", "left"),
     "optimizer": ("adamw", "adam", "sgd"),
     "schedule": ("constant", "cosine", "linear"),
@@ -184,7 +186,7 @@ _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
     "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),
     "no_repeat_ngram": (0, True), "gen_tokens": (1, True), "seed": (0, True),
-    "requests": (1, True), "response_words": (0, True),
+    "requests": (1, True),
 }
 _UPPER_BOUNDS: dict[str, float] = {"vocab_size": 64, "d_model": 1024, "n_layer": 24, "top_p": 1.0, "momentum": 1.0, "lr": 100.0, "steps": 100_000,
                                    "seq_len": 4096, "batch_size": 65_536,

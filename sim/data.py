@@ -28,8 +28,13 @@ IGNORE = -100                    # target value that the loss skips
 BRANCH_PROBS = (0.6, 0.3, 0.1)
 LANGUAGE_SEED = 1729
 CHUNK = 256                      # sequences generated per seeded chunk
-MIN_PROMPT = 2                   # sft: prompts have MIN_PROMPT .. seq_len words
-RESPONSE_LENGTHS = (3, 8)        # sft: responses have 3 .. 8 words (uniform), then EOS
+# sft: how long prompts and responses are (`TrainConfig.sft_lengths`; see `prompt_lengths`)
+RESPONSE_LENGTHS = {"short_answers": (3, 8),     # responses have 3 .. 8 words (uniform), then EOS
+                    "long_answers": (12, 20),    # 12 .. 20 words, often cut by truncation
+                    "four_word_answers": (4, 4)}  # exactly 4 words (prompts as short_answers)
+MIN_PROMPT = 2                   # short_answers: prompts have MIN_PROMPT .. seq_len words
+SHORT_PROMPTS = (2, 4)           # long_answers: most prompts have 2 .. 4 words (uniform) ...
+LONG_PROMPT_SHARE = 0.125        # ... and one in eight fills the context
 
 
 @dataclass
@@ -220,10 +225,44 @@ def measurement_config(config):
     return dataclasses.replace(config, **usual)
 
 
+def prompt_lengths(seq_len: int, mix: str = "short_answers") -> dict[int, float]:
+    """sft: the probability of each prompt length (in words).
+
+    short_answers  prompts of 2 .. seq_len words (uniform) with 3-8-word answers: long prompts
+                   push the answer past `seq_len`, and only about a fifth of a row is supervised.
+    long_answers   most prompts are short questions (2-4 words) with long answers, so about half
+                   of a row is supervised; one in eight is a long document that fills the
+                   context (seq_len - 1 .. seq_len + 2 words), and truncation to `seq_len` cuts
+                   off its whole response (and the SEP with it), as it does to over-long
+                   examples in real SFT data.
+    """
+    if mix in ("short_answers", "four_word_answers"):
+        prompts = range(MIN_PROMPT, seq_len + 1)
+        return {p: 1 / len(prompts) for p in prompts}
+    low, high = SHORT_PROMPTS
+    short = range(low, high + 1)
+    long = range(seq_len - 1, seq_len + 3)
+    probs = {p: (1 - LONG_PROMPT_SHARE) / len(short) for p in short}
+    for p in long:
+        probs[p] = probs.get(p, 0.0) + LONG_PROMPT_SHARE / len(long)
+    return probs
+
+
+def _draw_lengths(probs: dict[int, float], size: int, gen) -> torch.Tensor:
+    """`size` lengths drawn from `probs`; a uniform range is drawn with randint (as the
+    short_answers pools always were, so they do not change)."""
+    lengths = list(probs)
+    if len(set(probs.values())) == 1 and lengths == list(range(lengths[0], lengths[-1] + 1)):
+        return torch.randint(lengths[0], lengths[-1] + 1, (size,), generator=gen)
+    weights = torch.tensor(list(probs.values()), dtype=torch.float64)
+    return torch.tensor(lengths)[torch.multinomial(weights, size, replacement=True,
+                                                   generator=gen)]
+
+
 class SftStream:
     """Prompt/response pairs: [BOS] prompt [SEP] response [EOS], padded; only the response is
-    supervised. Prompts vary in length and long ones push the response past `seq_len`
-    (truncation), as in real SFT data."""
+    supervised. Long responses run past `seq_len` and are cut, and the longest prompts leave no
+    room for any of their response (truncation), as in real SFT data."""
 
     POOL = 1024
 
@@ -235,20 +274,21 @@ class SftStream:
         self.measured = measurement_config(config)
         self.eval_pool, _ = self._make_pool(config.seed + 7919, self.config.eval_batch_size,
                                             self.measured)
+        self._collated = self._collate(self.pool)       # padded once; batches are rows of it
 
     def _make_pool(self, seed: int, size: int | None = None, config=None):
         cfg = config or self.config
         size = size or self.POOL
         gen = torch.Generator().manual_seed(seed)
-        words = self.grammar.sample(size, cfg.seq_len + 8, gen)
-        prompt_lengths = torch.randint(MIN_PROMPT, cfg.seq_len + 1, (size,), generator=gen)
-        low, high = response_range(cfg)
-        response_lengths = torch.randint(low, high + 1, (size,),
-                                         generator=gen)
+        probs = prompt_lengths(cfg.seq_len, cfg.sft_lengths)
+        low, high = RESPONSE_LENGTHS[cfg.sft_lengths]
+        words = self.grammar.sample(size, max(probs) + high, gen)
+        prompts = _draw_lengths(probs, size, gen)
+        response_lengths = torch.randint(low, high + 1, (size,), generator=gen)
         template = chosen(cfg, "sft_template")
         rows, lengths = [], []
         for i in range(size):
-            p, r = int(prompt_lengths[i]), int(response_lengths[i])
+            p, r = int(prompts[i]), int(response_lengths[i])
             seq = template(words[i, :p].tolist(), words[i, p:p + r].tolist())
             rows.append(seq[:cfg.seq_len + 1])          # truncation cuts responses of long prompts
             lengths.append(p)
@@ -288,8 +328,10 @@ class SftStream:
         rows = []
         for i in range(start, start + cfg.batch_size):
             epoch, index = divmod(i, self.POOL)
-            rows.append(self.pool[self._cached_order(epoch)[index]])
-        return self._collate(rows)
+            rows.append(self._cached_order(epoch)[index])
+        rows = torch.tensor(rows)
+        pool = self._collated
+        return Batch(pool.tokens[rows], pool.targets[rows], pool.key_padding[rows])
 
     def _cached_order(self, epoch: int) -> list[int]:
         if getattr(self, "_epoch", None) != epoch:
@@ -339,14 +381,9 @@ class Baselines:
         return (self.unigram - loss) / (self.unigram - self.floor)
 
 
-def response_range(config) -> tuple[int, int]:
-    """sft: the fewest and most words of a response (uniform in between)."""
-    words = getattr(config, "response_words", 0)
-    return (words, words) if words else RESPONSE_LENGTHS
-
-
-def _hazard(k: int, low: int, high: int) -> float:
+def _hazard(k: int, mix: str) -> float:
     """sft: the probability that the response ends after k words, given it has k words."""
+    low, high = RESPONSE_LENGTHS[mix]
     return 0.0 if k < low else 1.0 / (high - k + 1) if k <= high else 1.0
 
 
@@ -356,8 +393,7 @@ def _entropy(dist: torch.Tensor) -> float:
 
 
 @lru_cache(maxsize=32)
-def _baselines(data: str, vocab_size: int, seq_len: int,
-               lengths: tuple[int, int] = RESPONSE_LENGTHS) -> Baselines:
+def _baselines(data: str, vocab_size: int, seq_len: int, mix: str) -> Baselines:
     g = grammar(vocab_size)
     n, branch = g.n_words, g.entropy
     if data != "sft":
@@ -367,16 +403,16 @@ def _baselines(data: str, vocab_size: int, seq_len: int,
         return Baselines(floor, _entropy(g.word_marginals(seq_len + 1)[1:].mean(0)))
     # sft: [BOS] p prompt words [SEP] r response words [EOS], cut to seq_len + 1 tokens; the
     # supervised targets are the response words and EOS that survive the cut. Enumerate p and r.
-    low, high = lengths
-    prompts, responses = range(MIN_PROMPT, seq_len + 1), range(low, high + 1)
-    weight = 1.0 / (len(prompts) * len(responses))
+    low, high = RESPONSE_LENGTHS[mix]
+    prompts, responses = prompt_lengths(seq_len, mix), range(low, high + 1)
     at_position = [0.0] * (seq_len + high + 1)      # expected targets that are word i of the sample
     eos = nll = count = 0.0
-    for p in prompts:
+    for p, p_prob in prompts.items():
+        weight = p_prob / len(responses)
         for r in responses:
             for j in range(p + 2, min(p + r + 2, seq_len) + 1):   # token index of a target
                 k = j - (p + 2)                                    # response words before it
-                h = _hazard(k, low, high)
+                h = _hazard(k, mix)
                 if k < r:      # a word: the branch choice, and that the response goes on
                     at_position[p + k] += weight
                     nll += weight * (branch - (math.log(1 - h) if h else 0.0))
@@ -393,7 +429,7 @@ def baselines(config) -> Baselines:
     """The entropy floor and the unigram baseline of `config`'s data, in expectation over the
     sampled sequences (computed exactly from the grammar; cached). Padding side and batching do
     not change them; the data kind, the vocabulary and the sequence length do."""
-    return _baselines(config.data, config.vocab_size, config.seq_len, response_range(config))
+    return _baselines(config.data, config.vocab_size, config.seq_len, config.sft_lengths)
 
 
 def true_next_token_probs(batch: Batch, config) -> torch.Tensor:
@@ -418,8 +454,9 @@ def true_next_token_probs(batch: Batch, config) -> torch.Tensor:
     before = torch.where(k == 0, sep - 2, torch.where(k == 1, sep - 1, j - 1)).clamp(0, time - 1)
     last = torch.where(k == 0, sep - 1, j).clamp(0, time - 1)
     out = probs[tokens.gather(1, before), tokens.gather(1, last)]
-    low, high = response_range(config)
-    hazard = torch.tensor([_hazard(n, low, high) for n in range(high + 2)], dtype=torch.float64)
+    high = RESPONSE_LENGTHS[config.sft_lengths][1]
+    hazard = torch.tensor([_hazard(n, config.sft_lengths) for n in range(high + 2)],
+                          dtype=torch.float64)
     h = hazard[k.clamp(max=high + 1)].expand(rows, time)[..., None]
     out = out * (1 - h)
     out[..., EOS] += h[..., 0]

@@ -110,10 +110,8 @@ def _check_unit(unit) -> list[Finding]:
 
 def _rough_cost(scenario: Scenario) -> float:
     """A rough guess at one seed's share of the matrix, to start the long units first."""
-    if scenario.engine != "training":
-        return 0.0
-    base = scenario.base
-    work = base.get("steps", 60) * base.get("batch_size", 32) * base.get("grad_accum_steps", 1)
+    base = scenario.base                          # a base without steps trains nothing
+    work = base.get("steps", 0) * base.get("batch_size", 32) * base.get("grad_accum_steps", 1)
     tracked = 2.0 if base.get("memory_budget_mib") else 1.0
     from .config import DECODING_FIELDS          # decoding-only fixes share one training
     retrains = [f for f in scenario.fixes

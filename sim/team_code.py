@@ -10,16 +10,24 @@ from __future__ import annotations
 from .callbacks import Callback
 
 
-class UnboundedWarmup(Callback):
-    """The warmup scales the lr by the step number, not by the fraction of the warmup done,
-    and never stops: `lr * (step + 1)` instead of `lr * min(1, (step + 1) / warmup_steps)`.
-    The config still says the lr it was given; the lr the optimizer uses grows every step."""
+class CompoundingWarmup(Callback):
+    """The refactored warmup ramps the lr up exponentially from a tenth of it, multiplying the
+    optimizer's lr in place every step (`group["lr"] *= 10 ** (1 / warmup_steps)`), and the
+    check that stopped it at the end of the warmup was lost: the lr keeps growing by the same
+    factor every step (1.58x for a 5-step warmup), tenfold every `warmup_steps` steps. The
+    config still says the lr it was given."""
 
     def on_step_start(self, run) -> None:
-        if run.config.warmup_steps:
-            run.lr = run.config.lr * (run.step + 1)
-            for group in run.optimizer.param_groups:
-                group["lr"] = run.lr
+        warmup = run.config.warmup_steps
+        if not warmup:
+            return
+        if run.step == 0:
+            self.lr = run.config.lr / 10
+        else:                               # meant: only while run.step < warmup
+            self.lr *= 10 ** (1 / warmup)
+        run.lr = self.lr
+        for group in run.optimizer.param_groups:
+            group["lr"] = run.lr
 
 
 class GlobalBatchLoader(Callback):

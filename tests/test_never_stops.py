@@ -7,7 +7,7 @@ from debugsim.sim.config import TrainConfig, with_overrides
 from debugsim.sim.data import BOS, EOS, SEP, SftStream, baselines
 from debugsim.sim.implementations import chosen, source
 
-SFT = {"data": "sft", "seq_len": 12, "response_words": 4, "vocab_size": 14}
+SFT = {"data": "sft", "seq_len": 12, "sft_lengths": "four_word_answers", "vocab_size": 14}
 
 
 def _config(**settings):
@@ -33,7 +33,7 @@ def test_padding_by_eos_is_still_padding_to_attention():
 
 
 def test_fixed_reply_length_lowers_the_floor():
-    assert baselines(_config()).floor < baselines(_config(response_words=0)).floor
+    assert baselines(_config()).floor < baselines(_config(sft_lengths="short_answers")).floor
 
 
 def test_chat_template_with_and_without_the_reply_marker():
