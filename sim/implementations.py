@@ -43,6 +43,11 @@ HOMES: dict[str, tuple[str, str]] = {
     "lora_scaling": ("lora", "LoRA: the factor on the adapter's output"),
     "lora_freeze": ("lora", "LoRA: freezing the base model"),
     "lora_setup": ("lora", "LoRA: adapters in, parameters handed to the optimizer"),
+    "padding_labels": ("data", "data: how the collator keeps padding out of the loss"),
+    "kv_positions": ("serving", "serving: the rotary positions of the tokens fed with a cache"),
+    "kv_lifetime": ("serving", "serving: the KV cache a request starts from"),
+    "chat_template": ("chat", "serving: how a chat prompt becomes token ids"),
+    "stop_check": ("chat", "serving: where an answer ends"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}

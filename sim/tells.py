@@ -148,6 +148,15 @@ def nonfinite_throughout_from(step: int) -> Callable[[RunResult], bool]:
     return holds
 
 
+def cache_diverges_first_at(*steps) -> Callable[[RunResult], bool]:
+    """The `kvdiff` probe's last line: the first step at which cached and uncached logits
+    differ, request by request (None: they agree on every step)."""
+    def holds(run: RunResult) -> bool:
+        from .probes.kvdiff import first_divergent_steps
+        return run.status == "completed" and first_divergent_steps(run) == tuple(steps)
+    return holds
+
+
 def _first_batch(run: RunResult):
     """The batch of step 0 as the loss saw it (what `mask ROW 0` shows row by row)."""
     from .probes.batch import rebuild_batch
@@ -193,3 +202,7 @@ def weights_move_every_step(run: RunResult) -> bool:
     """Every step changed the weights (update/param above zero)."""
     ratios = [r.get("update_ratio") for r in run.records]
     return bool(ratios) and all(v is not None and v > 0 for v in ratios)
+
+
+def any_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
+    return lambda run: any(test(run) for test in tests)

@@ -150,7 +150,9 @@ TRAINING = [s for s in registry.all_scenarios() if s.engine == "training"]
 # not fit the suite's time budget. It demands 30%, which lr / 10 (0.11-0.20) never reaches.
 # lora_wont_learn fine-tunes the same window MLP on the same SFT data (with rank-4 adapters, 80
 # steps): healthy 0.40-0.47 of the way on bare seeds 0-6, lr x 10 on a healthy run 0.06-0.24.
-LOWER_BAR = {"sft_label_mask": 0.3, "lora_wont_learn": 0.3}
+# never_stops (a pretrained transformer, then 150 SFT steps) reaches 0.35-0.65 of the way on 8
+# seeds: it demands a quarter of the way, and judges stopping.
+LOWER_BAR = {"sft_label_mask": 0.3, "lora_wont_learn": 0.3, "never_stops": 0.25}
 
 
 @pytest.mark.parametrize("scenario", TRAINING, ids=lambda s: s.id)
