@@ -37,7 +37,8 @@ class TrainConfig:
     train_sequences: int = 0        # markov: size of the training set (epochs repeat it); 0 = endless
     padding_side: str = "right"     # right | left (sft data only)
     length_grouped: bool = False    # sft: batch sequences of similar length together
-    sft_lengths: str = "short_answers"  # sft: short_answers | long_answers (see sim/data.py)
+    sft_lengths: str = "short_answers"  # sft: short_answers | long_answers | four_word_answers
+    pad_token: str = "pad"          # sft: what the collator pads with: pad (its own id) | eos
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
@@ -69,6 +70,7 @@ class TrainConfig:
     no_repeat_ngram: int = 0        # 0 = off
     gen_tokens: int = 40            # tokens generated per sample
     kv_cache: bool = True
+    requests: int = 1               # the prompts arrive as this many requests, served in turn
     # --- code: which way each replaceable function of the team's code is written (see
     # `sim/implementations.py`); never a setting, never in a config file ---
     token_choice: str = "by_decode_setting"   # decoding: how the next token is picked
@@ -84,6 +86,11 @@ class TrainConfig:
     batch_split: str = "by_processes"             # data: sequences this process loads per batch
     lm_window: str = "ending_at_token"            # mlp: which tokens each position predicts from
     heldout_split: str = "own_stream"             # data: where the held-out sequences come from
+    padding_labels: str = "by_position"           # sft data: how padding loses its labels
+    kv_positions: str = "after_cache"             # serving: rotary positions of cached tokens
+    kv_lifetime: str = "per_request"              # serving: which cache a request starts from
+    chat_template: str = "reply_marker"           # serving: how a chat prompt becomes token ids
+    stop_check: str = "eos"                       # serving: where an answer ends
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -111,7 +118,7 @@ class TrainConfig:
 # that picks one, and the names of its implementations, the usual (healthy) one first.
 IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "token_choice": ("by_decode_setting", "by_decode_name"),
-    "kv_cache_update": ("store_each_step", "store_on_prefill"),
+    "kv_cache_update": ("store_each_step", "store_on_prefill", "store_step_twice"),
     "sft_template": ("with_eos", "without_eos"),
     "sft_labels": ("response_and_eos", "response_words", "whole_example"),
     "label_shift": ("one_ahead", "same_position"),
@@ -123,6 +130,11 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "batch_split": ("by_processes", "by_node_gpus"),
     "lm_window": ("ending_at_token", "around_token"),
     "heldout_split": ("own_stream", "dataset_tail"),
+    "padding_labels": ("by_position", "by_pad_id"),
+    "kv_positions": ("after_cache", "in_chunk"),
+    "kv_lifetime": ("per_request", "per_server"),
+    "chat_template": ("reply_marker", "no_reply_marker"),
+    "stop_check": ("eos", "sep"),
 }
 
 # Fields that model how the code is written (a code bug is injected by setting one), not
@@ -133,7 +145,8 @@ IMPLEMENTATION_FIELDS = ("attn_mask_value", "lr_scale",
 # Fields only decoding reads: two runs that differ only in these train the same model.
 DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
                    "no_repeat_ngram", "gen_tokens", "kv_cache",
-                   "token_choice", "kv_cache_update")
+                   "token_choice", "kv_cache_update", "requests", "kv_positions",
+                   "kv_lifetime", "chat_template", "stop_check")
 
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
 FIXED_REASONS: dict[str, str] = {
@@ -154,6 +167,7 @@ FIXED_REASONS: dict[str, str] = {
     "seed": "the seed is the incident itself",
     "attn_mask_value": "it is how the code is written, not a setting: use the named fix",
     "lr_scale": "it is how the code is written, not a setting: change lr instead",
+    "requests": "it changes the measurement (how the prompts arrive), not the model",
     **{slot: "it is how the code is written, not a setting: use the named fix"
        for slot in IMPLEMENTATIONS},
 }
@@ -163,13 +177,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "base_model": ("scratch", "pretrained"),
     "attn_mask_value": ("min", "-inf"),
     "data": ("markov", "sft"),
-    "sft_lengths": ("short_answers", "long_answers"),
+    "sft_lengths": ("short_answers", "long_answers", "four_word_answers"),
     "padding_side": ("right", "left"),
     "optimizer": ("adamw", "adam", "sgd"),
     "schedule": ("constant", "cosine", "linear"),
     "precision": ("fp32", "fp16", "bf16"),
     "decode": ("greedy", "sample"),
     "device": ("cpu", "cuda"),
+    "pad_token": ("pad", "eos"),
     **IMPLEMENTATIONS,
 }
 
@@ -182,6 +197,7 @@ _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
     "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),
     "no_repeat_ngram": (0, True), "gen_tokens": (1, True), "seed": (0, True),
+    "requests": (1, True),
 }
 _UPPER_BOUNDS: dict[str, float] = {"vocab_size": 64, "d_model": 1024, "n_layer": 24, "top_p": 1.0, "momentum": 1.0, "lr": 100.0, "steps": 100_000,
                                    "seq_len": 4096, "batch_size": 65_536,

@@ -30,7 +30,8 @@ LANGUAGE_SEED = 1729
 CHUNK = 256                      # sequences generated per seeded chunk
 # sft: how long prompts and responses are (`TrainConfig.sft_lengths`; see `prompt_lengths`)
 RESPONSE_LENGTHS = {"short_answers": (3, 8),     # responses have 3 .. 8 words (uniform), then EOS
-                    "long_answers": (12, 20)}    # 12 .. 20 words, often cut by truncation
+                    "long_answers": (12, 20),    # 12 .. 20 words, often cut by truncation
+                    "four_word_answers": (4, 4)}  # exactly 4 words (prompts as short_answers)
 MIN_PROMPT = 2                   # short_answers: prompts have MIN_PROMPT .. seq_len words
 SHORT_PROMPTS = (2, 4)           # long_answers: most prompts have 2 .. 4 words (uniform) ...
 LONG_PROMPT_SHARE = 0.125        # ... and one in eight fills the context
@@ -233,13 +234,31 @@ def aligned_targets(tokens, supervised):
     return inputs, targets
 
 
+def pad_token_id(config) -> int:
+    """The id the collator pads with: a PAD token of its own, or EOS (a tokenizer without a
+    pad token, given `pad_token = eos_token`)."""
+    return EOS if config.pad_token == "eos" else PAD
+
+
+@implements("padding_labels", "by_position")
+def unpadded_labels(tokens, supervised, padding, pad_id):
+    """The collated batch's labels with every padding position left out of the loss."""
+    return supervised & ~padding
+
+
+@implements("padding_labels", "by_pad_id")
+def labels_without_padding(tokens, supervised, padding, pad_id):
+    """The collated batch's labels with every padding position left out of the loss."""
+    return supervised & (tokens != pad_id)
+
+
 def measurement_config(config):
     """`config` with the usual data pipeline: how held-out data is built and scored is part of
     the measurement, whatever the team's training code does."""
     import dataclasses
     from .config import IMPLEMENTATIONS
     usual = {slot: names[0] for slot, names in IMPLEMENTATIONS.items()
-             if slot in ("sft_template", "sft_labels", "label_shift")}
+             if slot in ("sft_template", "sft_labels", "label_shift", "padding_labels")}
     return dataclasses.replace(config, **usual)
 
 
@@ -254,7 +273,7 @@ def prompt_lengths(seq_len: int, mix: str = "short_answers") -> dict[int, float]
                    off its whole response (and the SEP with it), as it does to over-long
                    examples in real SFT data.
     """
-    if mix == "short_answers":
+    if mix in ("short_answers", "four_word_answers"):
         prompts = range(MIN_PROMPT, seq_len + 1)
         return {p: 1 / len(prompts) for p in prompts}
     low, high = SHORT_PROMPTS
@@ -315,17 +334,21 @@ class SftStream:
     def _collate(self, rows: list[list[int]], config=None) -> Batch:
         cfg = config or self.config
         width = cfg.seq_len + 1
+        pad_id = pad_token_id(cfg)
         labelled = chosen(cfg, "sft_labels")
-        padded, masks = [], []
+        padded, masks, pads = [], [], []
         for seq in rows:                     # padded in Python, one tensor per batch: fast
             offset = width - len(seq) if cfg.padding_side == "left" else 0
             after = width - offset - len(seq)
-            padded.append([PAD] * offset + list(seq) + [PAD] * after)
+            padded.append([pad_id] * offset + list(seq) + [pad_id] * after)
             masks.append([False] * offset + list(labelled(seq)) + [False] * after)
+            pads.append([True] * offset + [False] * len(seq) + [True] * after)
         tokens = torch.tensor(padded, dtype=torch.long)
-        supervised = torch.tensor(masks, dtype=torch.bool)
+        padding = torch.tensor(pads, dtype=torch.bool)
+        supervised = chosen(cfg, "padding_labels")(tokens, torch.tensor(masks, dtype=torch.bool),
+                                                   padding, pad_id)
         inputs, targets = chosen(cfg, "label_shift")(tokens, supervised)
-        return Batch(inputs.contiguous(), targets.contiguous(), inputs == PAD)
+        return Batch(inputs.contiguous(), targets.contiguous(), padding[:, :-1].contiguous())
 
     def _order(self, epoch: int) -> list[int]:
         cfg = self.config

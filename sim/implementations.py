@@ -47,6 +47,11 @@ HOMES: dict[str, tuple[str, str]] = {
     "batch_split": ("data", "data: how many sequences this process loads per batch"),
     "lm_window": ("models", "model: the tokens each position of the MLP LM predicts from"),
     "heldout_split": ("data", "data: which sequences the held-out loss is measured on"),
+    "padding_labels": ("data", "data: how the collator keeps padding out of the loss"),
+    "kv_positions": ("serving", "serving: the rotary positions of the tokens fed with a cache"),
+    "kv_lifetime": ("serving", "serving: the KV cache a request starts from"),
+    "chat_template": ("chat", "serving: how a chat prompt becomes token ids"),
+    "stop_check": ("chat", "serving: where an answer ends"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}

@@ -41,6 +41,21 @@ def cached_keys_values(cache, layer, keys, values):
             torch.cat([cache.values[layer], values], dim=2))
 
 
+@implements("kv_cache_update", "store_step_twice")
+def append_to_cache(cache, layer, keys, values):
+    """Keys and values of every position seen so far at `layer`: the cached ones, then the
+    new ones. The cache keeps them for the next step."""
+    if layer == len(cache.keys):                        # the prompt: nothing cached yet
+        cache.keys.append(keys)
+        cache.values.append(values)
+        return keys, values
+    seen_keys = torch.cat([cache.keys[layer], keys], dim=2)
+    seen_values = torch.cat([cache.values[layer], values], dim=2)
+    cache.keys[layer] = torch.cat([seen_keys, keys], dim=2)
+    cache.values[layer] = torch.cat([seen_values, values], dim=2)
+    return seen_keys, seen_values
+
+
 @dataclass
 class KVCache:
     """Keys and values of the tokens seen so far, one (k, v) pair per layer, and the function
@@ -139,11 +154,13 @@ class TinyTransformer(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, tokens, key_padding=None, cache: KVCache | None = None, positions=None):
+        """`positions` are the rotary positions of `tokens` (default: their index after what
+        the cache holds); which keys a token may see follows its index, never its position."""
         start = cache.length if cache is not None else 0
-        if positions is None:
-            positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        index = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        positions = index if positions is None else positions
         rope = rotary_tables(positions, self.blocks[0].attn.head_dim)
-        allowed = attention_mask(positions, start + tokens.shape[1], key_padding)
+        allowed = attention_mask(index, start + tokens.shape[1], key_padding)
         x = self.tok_emb(tokens)
         for layer, block in enumerate(self.blocks):
             if self.checkpointing and self.training and cache is None:

@@ -1,5 +1,5 @@
-"""The team's pretrained checkpoint: a small MLP language model that already knows the toy
-language, the starting point of fine-tuning scenarios (`base_model="pretrained"`).
+"""The team's pretrained checkpoints: a small MLP or transformer language model that already
+knows the toy language, the starting point of fine-tuning scenarios (`base_model="pretrained"`).
 
 It is trained once per process and shape, with a fixed recipe and seed, by the training loop
 itself (passed in: this module does not import it): every run that starts from it starts from
@@ -12,6 +12,10 @@ from typing import Callable
 
 RECIPE = {"model": "mlp", "data": "markov", "optimizer": "adamw", "lr": 3e-2,
           "warmup_steps": 5, "schedule": "cosine", "steps": 80, "batch_size": 32, "seed": 0}
+# the transformer's: long enough for its greedy text to follow the grammar
+TRANSFORMER_RECIPE = {"model": "transformer", "data": "markov", "optimizer": "adamw", "lr": 2e-2,
+                      "warmup_steps": 10, "schedule": "cosine", "steps": 100, "batch_size": 64,
+                      "seed": 0}
 
 _cache: dict[tuple, dict] = {}
 
@@ -21,12 +25,13 @@ def pretrained_state(config, train: Callable) -> dict:
     the cache), made with `train` (the loop's) the first time it is asked for."""
     import torch
     from .config import TrainConfig, with_overrides
-    if config.model != "mlp":
-        raise ValueError("base_model=pretrained: only the MLP has a pretrained checkpoint")
-    shape = (config.vocab_size, config.d_model, config.seq_len)
+    shape = (config.model, config.vocab_size, config.d_model, config.seq_len, config.n_layer,
+             config.n_head)
     if shape not in _cache:
-        recipe = with_overrides(TrainConfig(), {**RECIPE, "vocab_size": shape[0],
-                                                "d_model": shape[1], "seq_len": shape[2]})
+        recipe = with_overrides(TrainConfig(), {
+            **(RECIPE if config.model == "mlp" else TRANSFORMER_RECIPE),
+            "vocab_size": config.vocab_size, "d_model": config.d_model,
+            "seq_len": config.seq_len, "n_layer": config.n_layer, "n_head": config.n_head})
         with torch.random.fork_rng():
             run = train(recipe)
         _cache[shape] = {k: v.detach().clone() for k, v in run.model.state_dict().items()}

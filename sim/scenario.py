@@ -77,6 +77,7 @@ class Criterion:
     min_valid_rate: float | None = None      # share of generated transitions the grammar allows
     min_sequences_seen: int | None = None    # training data budget the recipe was validated on
     min_stop_rate: float | None = None       # sft: share of answers that end with EOS
+    min_answer_words: float | None = None    # sft: words per answer, on average
     max_optimizer_state_mib: float | None = None  # lora: the optimizer state the memory plan allows
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
@@ -141,6 +142,8 @@ class Criterion:
                self.min_sequences_seen, at_least=True)
         _limit(checks, "answers that stop", summary.get("stop_rate"), self.min_stop_rate,
                at_least=True)
+        _limit(checks, "words per answer", summary.get("answer_words"), self.min_answer_words,
+               at_least=True)
         _limit(checks, "optimizer state MiB", summary.get("optimizer_state_mib"),
                self.max_optimizer_state_mib)
         return checks
@@ -160,6 +163,7 @@ class Criterion:
                                  ("grammatical transitions", self.min_valid_rate, ">="),
                                  ("training sequences seen", self.min_sequences_seen, ">="),
                                  ("answers that stop", self.min_stop_rate, ">="),
+                                 ("words per answer", self.min_answer_words, ">="),
                                  ("optimizer state MiB", self.max_optimizer_state_mib, "<")):
             if value is not None:
                 parts.append(f"{label} {op} {value:.4g}" if op != "<" else

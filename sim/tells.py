@@ -148,6 +148,15 @@ def nonfinite_throughout_from(step: int) -> Callable[[RunResult], bool]:
     return holds
 
 
+def cache_diverges_first_at(*steps) -> Callable[[RunResult], bool]:
+    """The `kvdiff` probe's last line: the first step at which cached and uncached logits
+    differ, request by request (None: they agree on every step)."""
+    def holds(run: RunResult) -> bool:
+        from .probes.kvdiff import first_divergent_steps
+        return run.status == "completed" and first_divergent_steps(run) == tuple(steps)
+    return holds
+
+
 def _first_batch(run: RunResult):
     """The batch of step 0 as the loss saw it (what `mask ROW 0` shows row by row)."""
     from .probes.batch import rebuild_batch
@@ -244,3 +253,7 @@ def heldout_rows_in_training_set(run: RunResult) -> bool:
     steps = -(-config.train_sequences // config.batch_size)
     return any(tuple(row) in held for step in range(steps)
                for row in stream.batch(step, 0).tokens.tolist())
+
+
+def any_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
+    return lambda run: any(test(run) for test in tests)

@@ -27,3 +27,45 @@ def learner_home(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+# --- the verdict matrix, computed beside the rest of the suite --------------------------------
+# The matrix (tests/test_matrix.py) re-runs every scenario x cause x fix combination x seed in
+# worker processes. Its tests are moved to the end of the session and its work starts as soon
+# as collection is done, in a background thread that feeds the worker pool, so the other tests
+# run on the main process meanwhile: the same findings, the cores kept busy.
+
+MATRIX_TEST = "test_every_declared_verdict_holds_on_rerun"
+_matrix: dict = {}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: MATRIX_TEST in item.nodeid)         # stable: the rest keep order
+
+
+def pytest_collection_finish(session):
+    if any(MATRIX_TEST in item.nodeid for item in session.items):
+        import threading
+        from test_matrix import compute_matrix
+        thread = threading.Thread(target=_compute, args=(compute_matrix,), daemon=True,
+                                  name="verdict-matrix")
+        _matrix["thread"] = thread
+        thread.start()
+
+
+def _compute(compute_matrix) -> None:
+    try:
+        _matrix["found"] = compute_matrix()
+    except BaseException as error:                  # re-raised in the matrix tests
+        _matrix["error"] = error
+
+
+def matrix_findings(compute_matrix) -> dict:
+    """The matrix's findings: from the background run if one was started, else computed now."""
+    thread = _matrix.get("thread")
+    if thread is None:
+        return compute_matrix()
+    thread.join()
+    if "error" in _matrix:
+        raise _matrix["error"]
+    return _matrix["found"]

@@ -4,7 +4,6 @@ import html
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -183,9 +182,8 @@ def test_a_duplicate_is_superseded_and_a_second_grading_comes_from_the_cache(bat
     full = learner_with(klass, "oom_13b", "peft_config_dropped")
     again = answer(klass, full, "oom_13b", "peft_config_dropped", ["pass_peft_config"], submitted=500.0)
     older = hand_in(subs, full, "resubmitted/answer.json", again)
-    started = time.monotonic()
     book = classgrade.grade(klass, [subs], jobs=2, time_limit=6.0)
-    assert time.monotonic() - started < 2 and book.runs == 0       # all from the cache
+    assert book.runs == 0                                           # all from the cache
     row = next(r for r in book.rows if Path(r.submission) == older.resolve())
     assert row.status == "superseded" and "submitted later" in row.reasons[0]
     results = json.loads((klass.folder / "grades" / full / "results.json").read_text())

@@ -31,31 +31,31 @@ PINNED_CPU = "AVX512"
 # (scenario, seed, cause, fixes, settings, sha256 of metrics.jsonl)
 PINS = [
     ("oom", 0, "batch_too_large", (), {},                       # OOM at step 0, forward pass
-     "0e32be6933647fbfa0e49a8f6e91112794376d453c1057e6c6011723c4220cbe"),
+     "b2ac7e1e58da9cef579d9e752969ce9533278f0e59cb9c4f313690862f6d579b"),
     ("oom", 0, None, (), {},                                    # healthy, 150 steps, 6 evals
-     "848dd212d219005638d783669f884c7e34728801926920714ce540c2614ab461"),
+     "eaf17b22078a2c0a682e5a334e755b287a3a9aad68d41fa9c301585e841f9019"),
     ("oom", 1, None, ("checkpointing",), {"steps": 4},
-     "c96ad4f1a67fe3819975467e7fc7442857c54d44ec55bff0402d636f6a1aed8b"),
+     "0ae372afac635ba959f2e99ac7475a6d5737c640338dcb84c7f071c5a1601378"),
     ("oom", 0, "kept_graph", (), {},                            # climbs, OOM after 12 steps
-     "bfd2689cc3b60ab2c7a54f6e96b862459b051cd50e3c934674704b7b75e4317a"),
+     "74f2ec8c0f3ed377b98bc28f5900b38c5a68be6982ac0fcee140a2c2f05cb642"),
     ("oom", 1, "eval_with_grad", (), {},                        # OOM at the first evaluation
-     "9bb0e1589f8aeb78418cca427d946205da93bf13bf50e9db3dad87002d24fd0c"),
+     "2ab2fb3dd494873859fe51eba6b98fd8aabe3d8ab203bed29cb40a30fec9519c"),
     ("oom", 2, "kept_graph", ("detach_metric",), {},
-     "6d4cb1a75154e431b3eec717b8c939e1d2cda0a19841efb66b0ef0be121cb058"),
+     "bdea202ed641959c07026f9235bd3197c427ac42b3d9a20b93cb412c407b33a0"),
     ("oom", 0, "batch_too_large", ("checkpointing",), {},       # still OOM, recomputing in backward
-     "e6775412c3c833c0866b59a19a95ba4012d375e19e96214aca47ae36d763d073"),
+     "c75ad47bc61181261ef443ac07ac367917a4a6ff4faff1977569428fe5363ba1"),
     ("oom", 3, None, (), {"precision": "fp16", "steps": 6},     # GradScaler under the tracker
-     "c1b1feb7d988ee657c666556c5bcc15ee561cac8ec79498929cd1ac20c011486"),
+     "214330ad0df13c02dd244d94a9ff23b9842de6ab51aea8b90172066a37bf5196"),
     ("oom", 4, None, (), {"precision": "bf16", "optimizer": "sgd", "steps": 6},
-     "88f30f0f38ce92f3b9173660acbc53edb225a3c13ed94d052370e9b042eb6cdb"),
+     "d121751e0d533edaffeca35d897f32800af150f2b128bf7b98f17aaf1a878fad"),
     ("nan_loss", 0, "lr_too_high", (), {},
-     "1e7494bde0c0e1310c46d6c1e84a90c9a52a270eb35bb4f113864f90d32bd20a"),
+     "39ad66f55053282ae5fd8124f1379df026a29d453da7aaee478dceb9eff3d1c8"),
     ("nan_loss", 5, "fully_masked_row", (), {},
-     "906679bfe22c54c9233df5d7011c3515c4b8a735a5c8a64c9cd2a97d5b003b45"),
+     "f3595e20c13002577a85de7d021800a90e4f9d0e7918296fe91bce783fae116f"),
     ("bad_lr", 1, "lr_too_low", (), {"optimizer": "adam"},
-     "fab375d964778252361e47a13d19cb16abd22cd399b74ab7f7dda7bac273eea6"),
+     "0e7a891d0b2545c805947991337e4bae6f60feee3ffb7b2968abf40460625cc3"),
     ("repetitive_decoding", 0, "sampling_ignored", (), {"steps": 30},
-     "3c77c8ef1e983d2198f91bf79e9c0ce8d2213e74014adfb09c11b67a7959dfe2"),
+     "6c6bcddcf55bf04cf828d1b80d2f49df6ae47157c09b1a89e8613cbef553cd3d"),
 ]
 
 

@@ -40,8 +40,9 @@ def test_no_learner_visible_output_names_the_cause(scenario, tmp_path):
 
 def test_run_with_a_cause_is_a_fresh_incident_not_the_learners(tmp_path):
     seed = next(s for s in range(50) if app.incident("nan_loss", s).cause_id == "lr_too_high")
-    mine = app.run(app.incident("nan_loss", seed), tmp_path / "mine")
-    fresh = app.run(app.injected("nan_loss", seed, "lr_too_high"), tmp_path / "fresh")
+    mine = app.run(app.incident("nan_loss", seed), tmp_path / "mine", plots=False)
+    fresh = app.run(app.injected("nan_loss", seed, "lr_too_high"), tmp_path / "fresh",
+                    plots=False)
     assert mine.prepared.config != fresh.prepared.config
     assert (tmp_path / "mine" / "metrics.jsonl").read_bytes() != \
         (tmp_path / "fresh" / "metrics.jsonl").read_bytes()
@@ -139,7 +140,8 @@ def _config_diff(prepared) -> tuple:
 # Scenarios whose every cause is code behind a harmless-looking setting (oom_13b: a bug in the
 # launcher between the job config and the model).
 CONFIG_SILENT = ("nan_loss", "oom", "repetitive_decoding", "bad_lr", "oom_13b", "sft_label_mask",
-                 "lora_wont_learn", "loss_fluctuates", "too_good_to_be_true")
+                 "lora_wont_learn", "kv_cache_mismatch", "never_stops", "loss_fluctuates",
+                 "too_good_to_be_true")
 
 
 @pytest.mark.parametrize("scenario_id", CONFIG_SILENT)

@@ -10,13 +10,19 @@ SEEDS = (0, 1, 2)
 JOBS = min(os.cpu_count() or 1, 4)
 
 
-@pytest.fixture(scope="module")
-def matrix():
+def compute_matrix() -> dict[str, list]:
     """Every scenario's findings, the (scenario, seed) units spread over the CPUs."""
     found: dict[str, list] = {}
     for scenario, findings in check_many(registry.all_scenarios(), SEEDS, jobs=JOBS):
         found.setdefault(scenario.id, []).extend(findings)
     return found
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    """The findings, computed beside the rest of the suite when it runs whole (conftest.py)."""
+    from conftest import matrix_findings
+    return matrix_findings(compute_matrix)
 
 
 @pytest.mark.slow

@@ -86,8 +86,11 @@ class TrainingEngine:
                 and result.status == "completed":
             from ..decoding import sample_and_measure
             run = dataclasses.replace(trained.run, config=config)
-            result.samples, text_metrics = sample_and_measure(run, callbacks)
+            trace: list = []
+            result.samples, text_metrics = sample_and_measure(run, callbacks, trace)
             result.summary.update(text_metrics)
+            result.detail = {"step_logits": torch.cat([t["logits"] for t in trace]),
+                             "cache_keys": [t["cache_keys"] for t in trace]}   # per request
         if trained.run is not None and config.lora_r:
             result.summary.update(finetuning_summary(trained.run))
         result.summary = {**summarize(result), **result.summary}

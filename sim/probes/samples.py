@@ -51,15 +51,16 @@ def render_samples(result: RunResult, overrides=None, count: int = 6) -> str:
 
 
 def _render_answers(result: RunResult, count: int) -> str:
-    from ..data import make_stream
+    from ..decoding import shown_prompts
     cfg, summary = result.config, result.summary
-    prompts = make_stream(cfg).answer_prompts(len(result.samples))
+    prompts = shown_prompts(cfg, len(result.samples))
     lines = [f"decode={cfg.decode} temperature={cfg.temperature:g} "
              f"max_new_tokens={cfg.gen_tokens}"]
     for prompt, answer in list(zip(prompts, result.samples))[:count]:
         lines.append(f"  {' '.join(map(str, prompt))} | {' '.join(map(str, answer))}")
     lines.append(f"({min(count, len(result.samples))} of {len(result.samples)} held-out "
-                 f"prompts: the prompt up to SEP (3), then the answer; EOS is 2, padding 0)")
+                 f"prompts: the prompt as the server fed it, then the answer; BOS is 1, SEP 3, "
+                 f"EOS 2, padding 0)")
     lines.append(f"over all {len(result.samples)} answers: ended with EOS "
                  f"{summary['stop_rate']:.2f}   words per answer "
                  f"{summary['answer_words']:.1f}   grammatical transitions "
