@@ -1,8 +1,9 @@
 """too_good_to_be_true — a held-out loss below what the language allows. No model can beat the
 entropy floor (the true generator's own loss) on data it has not seen: a held-out loss under it
 means the measurement sees what it should not. Every cause is the team's code (the model's
-input window in `sim/models.py`, the train/validation split in `sim/data.py`), so config.json
-is the same for all of them; the code probe shows the functions that ran.
+input window in `sim/models.py`; the target shift and the train/validation split in
+`sim/data.py`), so config.json is the same for all of them; the code probe shows the functions
+that ran.
 
 Measured at this scale and left out: dropout left on at evaluation (the model in train mode)
 costs the held-out loss only 0.05-0.11 of the way from the unigram baseline to the floor, while
@@ -11,7 +12,8 @@ bar tells it apart from a healthy run.
 """
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
-from ..sim.tells import Tell, all_of, heldout_rows_in_training_set, none_of, summary_at_most
+from ..sim.tells import Tell, all_of, heldout_rows_in_training_set, none_of, summary_at_least, \
+    summary_at_most
 
 MODEL_CODE = "Vectorised the MLP's forward pass"
 SPLIT_CODE = "Moved the train/validation split into the data module"
@@ -31,8 +33,9 @@ SCENARIO = Scenario(
         "below the floor itself. Everyone is pleased except you. Find out why and fix the\n"
         "cause: a healthy run's held-out loss comes down, but never below the floor."),
     # Measured bare on seeds 0-4: healthy held-out loss 1.31-1.60 (0.57-0.77 of the way from the
-    # unigram baseline to the floor); the held-out rows taken from the training set 0.75-0.78;
-    # the window that sees the target 0.25-0.62; lr / 10 leaves every run above 2.16.
+    # unigram baseline to the floor); the held-out rows taken from the training set 0.75-0.86;
+    # the window that sees the target 0.25-0.62 (distinct-2 of its text 0.43-0.94); targets not
+    # shifted 0.000 (distinct-2 0.05: one token repeated); lr / 10 leaves every run above 2.16.
     base={"model": "mlp", "d_model": 32, "optimizer": "adamw", "lr": 0.05, "warmup_steps": 5,
           "schedule": "cosine", "batch_size": 32, "steps": 80, "train_sequences": 96,
           "eval_batch_size": 32, "gen_tokens": 20},
@@ -58,11 +61,34 @@ SCENARIO = Scenario(
             changes=(MODEL_CODE,),
             signal=Tell("plot loss, samples, code",
                         all_of(summary_at_most("eval_loss", 0.9141),
+                               summary_at_least("distinct_2", 0.2),
                                none_of(heldout_rows_in_training_set))),
             hints=("Compare the held-out loss with the entropy floor (plot loss), then read "
                    "some generated text (samples).",
                    "If the model is that good, why is its text not? What can a position see "
                    "in training that it cannot see while generating (code)?")),
+        Cause(
+            id="targets_not_shifted",
+            title="The targets are not shifted: each position is trained to predict its own "
+                  "token",
+            fault=Fault("the refactored data loader builds the targets from the inputs "
+                        "instead of from the tokens one ahead",
+                        config={"label_shift": "same_position"}),
+            explanation=(
+                "Position t must be trained to predict token t+1. The refactored loader takes\n"
+                "the targets from the inputs themselves, so each position learns to repeat the\n"
+                "token it was given, which sits in its own window: a copy task, solved to a loss\n"
+                "near zero on any text, held-out or not. Generating, the model keeps repeating\n"
+                "the last token of the prompt. Same family as an off-by-one causal mask: the\n"
+                "model is scored on something it can see."),
+            tell="the training and held-out losses fall to near zero and the generated text "
+                 "repeats one token over and over (samples: distinct-2 near 0)",
+            changes=(LOADER_CODE,),
+            signal=Tell("samples, plot loss", summary_at_most("distinct_2", 0.2)),
+            hints=("Compare the held-out loss with the entropy floor (plot loss), then read "
+                   "some generated text (samples).",
+                   "What is each position asked to predict, and is it something it already "
+                   "sees? Look at one batch's inputs and targets (code).")),
         Cause(
             id="heldout_from_train_set",
             title="The held-out rows are taken from the training set",
@@ -92,6 +118,8 @@ SCENARIO = Scenario(
         Fix("window_up_to_token", "Pad the window with context - 1 tokens on the left only, "
             "so each position sees itself and the tokens before it",
             config={"lm_window": "ending_at_token"}),
+        Fix("shift_targets", "Build the targets from the tokens one position ahead of the "
+            "inputs", config={"label_shift": "one_ahead"}),
         Fix("separate_heldout", "Measure the held-out loss on sequences kept out of the "
             "training set", config={"heldout_split": "own_stream"}),
         Fix("lower_lr", "Divide the learning rate by 10 (less overfitting)", scale={"lr": 0.1}),
@@ -103,10 +131,11 @@ SCENARIO = Scenario(
     criterion=Criterion(min_learnt=0.5, baselines=(0.96407, 2.46469), min_eval_loss=0.9141,
                         min_valid_rate=0.9),
     resolves={"window_sees_target": ("window_up_to_token",),
+              "targets_not_shifted": ("shift_targets",),
               "heldout_from_train_set": ("separate_heldout",)},
     harms=("lower_lr",),
     generates_text=True,
-    code=("lm_window", "heldout_split"),
+    code=("lm_window", "label_shift", "heldout_split"),
     recipe=("lr", "warmup_steps", "schedule", "grad_clip", "optimizer", "weight_decay",
             "batch_size", "grad_accum_steps"),
     fixed=FIXED_REASONS,

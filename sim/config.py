@@ -77,7 +77,7 @@ class TrainConfig:
     kv_cache_update: str = "store_each_step"      # decoding: how the KV cache grows
     sft_template: str = "with_eos"                # sft data: how a pair becomes token ids
     sft_labels: str = "response_and_eos"          # sft data: which tokens carry a label
-    label_shift: str = "one_ahead"               # sft data: how targets line up with inputs
+    label_shift: str = "one_ahead"               # data: how targets line up with inputs
     lora_init: str = "a_like_linear"              # lora: how a fresh adapter's A and B start
     lora_scaling: str = "alpha_over_r"            # lora: the factor on the adapter's output
     lora_freeze: str = "assign"                   # lora: how the base model is frozen

@@ -129,7 +129,9 @@ class MarkovStream:
         return torch.stack(rows)
 
     def _batch(self, sequences: torch.Tensor) -> Batch:
-        return Batch(sequences[:, :-1].contiguous(), sequences[:, 1:].contiguous())
+        every = torch.ones_like(sequences, dtype=torch.bool)     # every token carries a label
+        inputs, targets = chosen(self.config, "label_shift")(sequences, every)
+        return Batch(inputs.contiguous(), targets.contiguous())
 
     def batch(self, step: int, micro: int) -> Batch:
         cfg = self.config
