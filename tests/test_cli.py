@@ -136,13 +136,13 @@ def test_masking_fix_is_called_out():
 
 
 def test_play_with_piped_input(tmp_path):
-    seed = _seed_with_cause("nan_loss", "fully_masked_row")
-    answers = "table 0 3\nbatch 0\n\n3\nclip_grad\nn\n"
-    wrong = invoke("play", "nan_loss", "--seed", seed, "--out", tmp_path / "w", input=answers)
+    seed = _seed_with_cause("bad_lr", "lr_too_low")
+    answers = "table 0 3\ngrads 2\n\n2\ntrain_longer\nn\n"
+    wrong = invoke("play", "bad_lr", "--seed", seed, "--out", tmp_path / "w", input=answers)
     assert wrong.exit_code == 1, wrong.output
     assert "NOT_RESOLVED" in wrong.output and "NOT PASSED" in wrong.output
-    right = invoke("play", "nan_loss", "--seed", seed, "--out", tmp_path / "r",
-                   input="\n7\n\n3\nzzz\nfinite_mask\n")       # typos ask again
+    right = invoke("play", "bad_lr", "--seed", seed, "--out", tmp_path / "r",
+                   input="\n7\n\n2\nzzz\nlr_up_10x\n")       # typos ask again
     assert right.exit_code == 0, right.output
     assert "unknown cause '7'" in right.output and "(an answer, please)" in right.output
     assert "unknown fix 'zzz'" in right.output

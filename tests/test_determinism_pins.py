@@ -32,16 +32,16 @@ PINNED_CPU = "AVX512"
 PINS = [
     ("oom", 0, "batch_too_large", (), {},                       # OOM at step 0, forward pass
      "b2ac7e1e58da9cef579d9e752969ce9533278f0e59cb9c4f313690862f6d579b"),
-    ("oom", 0, None, (), {},                                    # healthy, 150 steps, 6 evals
-     "eaf17b22078a2c0a682e5a334e755b287a3a9aad68d41fa9c301585e841f9019"),
+    ("oom", 0, None, (), {"steps": 50},                         # healthy, 2 evals
+     "54c3c8d15c2f8239e6b02e51a7fbc7c4415ad1bac1332ccefbc55cf6a482f087"),
     ("oom", 1, None, ("checkpointing",), {"steps": 4},
      "0ae372afac635ba959f2e99ac7475a6d5737c640338dcb84c7f071c5a1601378"),
     ("oom", 0, "kept_graph", (), {},                            # climbs, OOM after 12 steps
      "74f2ec8c0f3ed377b98bc28f5900b38c5a68be6982ac0fcee140a2c2f05cb642"),
     ("oom", 1, "eval_with_grad", (), {},                        # OOM at the first evaluation
      "2ab2fb3dd494873859fe51eba6b98fd8aabe3d8ab203bed29cb40a30fec9519c"),
-    ("oom", 2, "kept_graph", ("detach_metric",), {},
-     "bdea202ed641959c07026f9235bd3197c427ac42b3d9a20b93cb412c407b33a0"),
+    ("oom", 2, "kept_graph", ("detach_metric",), {"steps": 40},
+     "2fe2a487c1f6875dcc10516a8dfcdf32344b6c8401045ea66bbbd7111b82b360"),
     ("oom", 0, "batch_too_large", ("checkpointing",), {},       # still OOM, recomputing in backward
      "c75ad47bc61181261ef443ac07ac367917a4a6ff4faff1977569428fe5363ba1"),
     ("oom", 3, None, (), {"precision": "fp16", "steps": 6},     # GradScaler under the tracker

@@ -27,15 +27,19 @@ def _learner_visible_text(folder) -> str:
 
 @pytest.mark.parametrize("scenario", registry.all_scenarios(), ids=lambda s: s.id)
 def test_no_learner_visible_output_names_the_cause(scenario, tmp_path):
-    for key in KEYS:
-        for cause in scenario.causes:
-            prepared = app.injected(scenario, 11, cause.id, key=key)
-            out = tmp_path / f"{key}-{cause.id}"
-            result = app.run(prepared, out, plots=key == KEYS[0])    # titles: once is enough
-            visible = "\n".join([_learner_visible_text(out),
-                                 *prepared.engine.summary_lines(result), *app.changes(prepared)])
-            for named in (cause.id, cause.title):
-                assert named not in visible, f"{cause.id} shows in {out}"
+    """Every cause's run folder (files, plots' text chunks), summary and change list under one
+    key; under a second key, with other decoys, what the decoys change: the settings a config
+    file shows and the change list (config.json alone is tested over many keys below)."""
+    for cause in scenario.causes:
+        prepared = app.injected(scenario, 11, cause.id, key=KEYS[0])
+        out = tmp_path / cause.id
+        result = app.run(prepared, out)
+        other = app.injected(scenario, 11, cause.id, key=KEYS[1])
+        visible = "\n".join([_learner_visible_text(out), *prepared.engine.summary_lines(result),
+                             *app.changes(prepared), *app.changes(other),
+                             json.dumps(other.engine.settings_of(other), default=str)])
+        for named in (cause.id, cause.title):
+            assert named not in visible, f"{cause.id} shows in {out}"
 
 
 def test_run_with_a_cause_is_a_fresh_incident_not_the_learners(tmp_path):
