@@ -34,6 +34,7 @@ class TrainConfig:
     lora_targets: str = "hidden,out"  # linear layers that get adapters, by attribute name
     # --- data ---
     data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding)
+    train_sequences: int = 0        # markov: size of the training set (epochs repeat it); 0 = endless
     padding_side: str = "right"     # right | left (sft data only)
     length_grouped: bool = False    # sft: batch sequences of similar length together
     sft_lengths: str = "short_answers"  # sft: short_answers | long_answers | four_word_answers
@@ -76,11 +77,15 @@ class TrainConfig:
     kv_cache_update: str = "store_each_step"      # decoding: how the KV cache grows
     sft_template: str = "with_eos"                # sft data: how a pair becomes token ids
     sft_labels: str = "response_and_eos"          # sft data: which tokens carry a label
-    label_shift: str = "one_ahead"               # sft data: how targets line up with inputs
+    label_shift: str = "one_ahead"               # data: how targets line up with inputs
     lora_init: str = "a_like_linear"              # lora: how a fresh adapter's A and B start
     lora_scaling: str = "alpha_over_r"            # lora: the factor on the adapter's output
     lora_freeze: str = "assign"                   # lora: how the base model is frozen
     lora_setup: str = "wrap_then_collect"         # lora: adapters in, parameters to the optimizer
+    grad_reset: str = "grads_to_none"             # loop: clearing gradients after the step
+    batch_split: str = "by_processes"             # data: sequences this process loads per batch
+    lm_window: str = "ending_at_token"            # mlp: which tokens each position predicts from
+    heldout_split: str = "own_stream"             # data: where the held-out sequences come from
     padding_labels: str = "by_position"           # sft data: how padding loses its labels
     kv_positions: str = "after_cache"             # serving: rotary positions of cached tokens
     kv_lifetime: str = "per_request"              # serving: which cache a request starts from
@@ -95,10 +100,12 @@ class TrainConfig:
 
     def recipe_dict(self) -> dict[str, Any]:
         """The settings a config file holds: without the fields that stand for how the code
-        is written (those show up as code, never in a run's config), and without the LoRA and
-        checkpoint fields of a run that uses neither (a PEFT config exists only for PEFT runs)."""
+        is written (those show up as code, never in a run's config), without the LoRA and
+        checkpoint fields of a run that uses neither (a PEFT config exists only for PEFT runs),
+        and without the training-set size of a run that reads an endless stream."""
         unused = () if self.lora_r else ("lora_r", "lora_alpha", "lora_targets")
         unused += ("base_model",) if self.base_model == "scratch" else ()
+        unused += ("train_sequences",) if not self.train_sequences else ()
         return {k: v for k, v in self.to_dict().items()
                 if k not in IMPLEMENTATION_FIELDS and k not in unused}
 
@@ -119,6 +126,10 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "lora_scaling": ("alpha_over_r", "r_over_alpha"),
     "lora_freeze": ("assign", "compare"),
     "lora_setup": ("wrap_then_collect", "collect_then_wrap"),
+    "grad_reset": ("grads_to_none", "grads_detached", "after_accumulation"),
+    "batch_split": ("by_processes", "by_node_gpus"),
+    "lm_window": ("ending_at_token", "around_token"),
+    "heldout_split": ("own_stream", "dataset_tail"),
     "padding_labels": ("by_position", "by_pad_id"),
     "kv_positions": ("after_cache", "in_chunk"),
     "kv_lifetime": ("per_request", "per_server"),
@@ -181,7 +192,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "vocab_size": (8, True), "seq_len": (4, True), "d_model": (4, True), "n_layer": (1, True),
     "n_head": (1, True), "lora_r": (0, True), "lora_alpha": (0, False), "lr": (0, False), "lr_scale": (0, False), "momentum": (0, True), "weight_decay": (0, True),
-    "batch_size": (1, True), "grad_accum_steps": (1, True), "grad_clip": (0, True),
+    "train_sequences": (0, True), "batch_size": (1, True), "grad_accum_steps": (1, True), "grad_clip": (0, True),
     "warmup_steps": (0, True), "steps": (1, True), "memory_budget_mib": (0, True),
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
     "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),

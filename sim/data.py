@@ -116,9 +116,11 @@ class MarkovStream:
         self.grammar = grammar(config.vocab_size)
         self._chunks: dict[int, torch.Tensor] = {}
 
-    def _sequences(self, start: int, count: int, stream_seed: int) -> torch.Tensor:
+    def _sequences(self, start: int, count: int, stream_seed: int, repeat: int = 0) -> torch.Tensor:
+        """`count` sequences of the stream from `start` on; with `repeat`, the stream is a data
+        set of that many sequences, read again from the top once it is used up."""
         rows = []
-        for i in range(start, start + count):
+        for i in (j % repeat if repeat else j for j in range(start, start + count)):
             key = (stream_seed, i // CHUNK)
             if key not in self._chunks:
                 self._chunks[key] = _chunk(stream_seed, i // CHUNK, lambda g: self.grammar.sample(
@@ -127,18 +129,55 @@ class MarkovStream:
         return torch.stack(rows)
 
     def _batch(self, sequences: torch.Tensor) -> Batch:
-        return Batch(sequences[:, :-1].contiguous(), sequences[:, 1:].contiguous())
+        every = torch.ones_like(sequences, dtype=torch.bool)     # every token carries a label
+        inputs, targets = chosen(self.config, "label_shift")(sequences, every)
+        return Batch(inputs.contiguous(), targets.contiguous())
 
     def batch(self, step: int, micro: int) -> Batch:
         cfg = self.config
-        start = (step * cfg.grad_accum_steps + micro) * cfg.batch_size
-        return self._batch(self._sequences(start, cfg.batch_size, cfg.seed))
+        size = chosen(cfg, "batch_split")(cfg)
+        start = (step * cfg.grad_accum_steps + micro) * size
+        return self._batch(self._sequences(start, size, cfg.seed, cfg.train_sequences))
 
     def eval_batch(self) -> Batch:
-        return self._batch(self._sequences(0, self.config.eval_batch_size, self.config.seed + 7919))
+        return self._batch(chosen(self.config, "heldout_split")(self, self.config.eval_batch_size))
 
     def prompts(self, count: int, length: int = 4) -> torch.Tensor:
         return self._sequences(0, count, self.config.seed + 104729)[:, :length]
+
+
+@implements("heldout_split", "own_stream")
+def held_out_sequences(stream, count: int) -> torch.Tensor:
+    """The `count` sequences the held-out loss is measured on, kept apart from the training
+    set."""
+    return stream._sequences(0, count, stream.config.seed + 7919)
+
+
+@implements("heldout_split", "dataset_tail")
+def validation_split(stream, count: int) -> torch.Tensor:
+    """The `count` sequences the held-out loss is measured on, kept apart from the training
+    set."""
+    size = stream.config.train_sequences
+    return stream._sequences(size - count, count, stream.config.seed, size)
+
+
+# The launch template this job starts from: one training process, on a node that has 8 GPUs;
+# the template's jobs accumulate gradients over 4 micro-batches.
+LAUNCH = {"processes": 1, "gpus_per_node": 8, "grad_accum_steps": 4}
+
+
+@implements("batch_split", "by_processes")
+def per_device_batch_size(config) -> int:
+    """Sequences this process loads per micro-batch: the global batch split evenly over the
+    data-parallel workers of the launch."""
+    return max(config.batch_size // LAUNCH["processes"], 1)
+
+
+@implements("batch_split", "by_node_gpus")
+def local_batch_size(config) -> int:
+    """Sequences this process loads per micro-batch: the global batch split evenly over the
+    data-parallel workers of the launch."""
+    return max(config.batch_size // LAUNCH["gpus_per_node"], 1)
 
 
 @implements("sft_template", "with_eos")
@@ -324,9 +363,10 @@ class SftStream:
 
     def batch(self, step: int, micro: int) -> Batch:
         cfg = self.config
-        start = (step * cfg.grad_accum_steps + micro) * cfg.batch_size
+        size = chosen(cfg, "batch_split")(cfg)
+        start = (step * cfg.grad_accum_steps + micro) * size
         rows = []
-        for i in range(start, start + cfg.batch_size):
+        for i in range(start, start + size):
             epoch, index = divmod(i, self.POOL)
             rows.append(self._cached_order(epoch)[index])
         rows = torch.tensor(rows)

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from .callbacks import CallbackList
 from .config import TrainConfig
-from .data import IGNORE, Batch, make_stream
-from .implementations import chosen
+from .data import IGNORE, LAUNCH, Batch, make_stream
+from .implementations import chosen, implements
 from .pretrained import pretrained_state
 from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
@@ -201,7 +201,7 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                 with device.phase_of("optimizer_state"):
                     run.updated = _update(run, skip)
                 # 7. zero grads
-                optimizer.zero_grad(set_to_none=True)
+                chosen(config, "grad_reset")(optimizer, step)
                 # 8. evaluate
                 last = step == config.steps - 1
                 if last or (config.eval_every and (step + 1) % config.eval_every == 0):
@@ -224,6 +224,35 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     finally:
         hooks.fire("on_run_end", run)
     return run
+
+
+@implements("grad_reset", "grads_to_none")
+def zero_grad(optimizer, step):
+    """After the update of `step`: clear the gradients of every parameter the optimizer
+    holds, so the next backward starts from nothing."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            param.grad = None
+
+
+@implements("grad_reset", "grads_detached")
+def clear_grads(optimizer, step):
+    """After the update of `step`: clear the gradients of every parameter the optimizer
+    holds, so the next backward starts from nothing."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.grad is not None:
+                param.grad.detach_()
+
+
+@implements("grad_reset", "after_accumulation")
+def reset_gradients(optimizer, step):
+    """After the update of `step`: clear the gradients of every parameter the optimizer
+    holds, so the next backward starts from nothing."""
+    if (step + 1) % LAUNCH["grad_accum_steps"] == 0:
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                param.grad = None
 
 
 def _unscale(run: Run, scale) -> None:

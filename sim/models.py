@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .implementations import implements
+from .implementations import chosen, implements
 
 
 @implements("kv_cache_update", "store_each_step")
@@ -178,12 +178,29 @@ class TinyTransformer(nn.Module):
         return groups
 
 
+@implements("lm_window", "ending_at_token")
+def context_windows(x, context: int):
+    """For each position, the embeddings of the `context` tokens it predicts from, side by
+    side (zeros where the window runs past the sequence)."""
+    padded = F.pad(x, (0, 0, context - 1, 0))
+    return torch.cat([padded[:, i:i + x.shape[1]] for i in range(context)], dim=-1)
+
+
+@implements("lm_window", "around_token")
+def window_embeddings(x, context: int):
+    """For each position, the embeddings of the `context` tokens it predicts from, side by
+    side (zeros where the window runs past the sequence)."""
+    padded = F.pad(x, (0, 0, context - 2, 1))
+    return torch.cat([padded[:, i:i + x.shape[1]] for i in range(context)], dim=-1)
+
+
 class MlpLM(nn.Module):
     """A fixed-window MLP language model: the last `context` tokens predict the next one."""
 
-    def __init__(self, vocab_size: int, d_model: int, context: int = 3) -> None:
+    def __init__(self, vocab_size: int, d_model: int, context: int = 3,
+                 windows=context_windows) -> None:
         super().__init__()
-        self.context = context
+        self.context, self.windows = context, windows
         self.emb = nn.Embedding(vocab_size, d_model)
         self.hidden = nn.Linear(context * d_model, 4 * d_model)
         self.out = nn.Linear(4 * d_model, vocab_size)
@@ -191,9 +208,7 @@ class MlpLM(nn.Module):
 
     def forward(self, tokens, key_padding=None, cache=None, positions=None):
         x = self.emb(tokens)                                    # (batch, time, d)
-        padded = F.pad(x, (0, 0, self.context - 1, 0))          # zeros before the first token
-        windows = [padded[:, i:i + tokens.shape[1]] for i in range(self.context)]
-        return self.out(F.gelu(self.hidden(torch.cat(windows, dim=-1))))
+        return self.out(F.gelu(self.hidden(self.windows(x, self.context))))
 
     def layer_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"embed": list(self.emb.parameters()), "hidden": list(self.hidden.parameters()),
@@ -211,6 +226,6 @@ def build_model(config) -> nn.Module:
     """A freshly initialised model (the training loop loads a checkpoint into it where the
     config asks for the pretrained one)."""
     if config.model == "mlp":
-        return MlpLM(config.vocab_size, config.d_model)
+        return MlpLM(config.vocab_size, config.d_model, windows=chosen(config, "lm_window"))
     return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
                            config.n_head, config.attn_mask_value, config.activation_checkpointing)

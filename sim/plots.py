@@ -489,6 +489,10 @@ def _panel(ax, result, name: str, steps=None, color=None, title: str | None = No
         return _update_ratio_panel(ax, result, steps, color=color, events=events)
     drawn = _draw_signal(ax, result, name, steps, color=color)
     values = _values(result, name, steps)
+    floor = entropy_floor(result) if drawn and name in ("loss", "eval_loss") else None
+    if floor is not None:
+        values = np.append(values, floor)
+        _draw_floor(ax, floor)
     log = _style(ax, title or spec.title, spec.unit, spec.log if drawn else False, values)
     if not drawn and name.startswith("mem") and not memory_tracked(result):
         _note(ax, "memory was not tracked in this run", ticks=True)
@@ -518,12 +522,30 @@ def _loss_panel(ax, result, events: bool = True) -> None:
                          label=loss.title if with_held else None)
     held_drawn = _draw_signal(ax, result, "eval_loss", label=held.title)
     values = np.concatenate([_series(result, "loss")[1], held_values])
+    floor = entropy_floor(result) if drawn or held_drawn else None
+    if floor is not None:
+        values = np.append(values, floor)
     title = f"{loss.title} and {held.title}" if held_drawn else loss.title
     _style(ax, title, loss.unit, loss.log if drawn or held_drawn else False, values)
     if not (drawn or held_drawn):
         _no_values(ax, result)
+    if floor is not None:
+        _draw_floor(ax, floor)
     _mark_events(ax, result, label=events)
     _xlim(ax, result)
+
+
+def entropy_floor(result) -> float | None:
+    """The loss no model can beat on average on the scenario's data (the floor of its
+    criterion's baselines, copied from `sim.data.baselines`), or None where it declares none."""
+    scenario = getattr(getattr(result, "prepared", None), "scenario", None)
+    baselines = getattr(getattr(scenario, "criterion", None), "baselines", None)
+    return baselines[0] if baselines else None
+
+
+def _draw_floor(ax, floor: float) -> None:
+    ax.axhline(floor, color="#555555", linestyle=":", linewidth=1.2,
+               label=f"entropy floor {floor:.3f}")
 
 
 def _update_ratio_panel(ax, result, steps=None, color="#8c564b", events: bool = True) -> bool:
@@ -750,6 +772,10 @@ def compare(before, after, name: str, path=None, steps=None):
                     label=f"{which}: out of memory at step {step}, needed {peak:.2f} MiB")
             values.append(peak)
             drawn_any = True
+    floor = entropy_floor(after) if drawn_any and name in ("loss", "eval_loss") else None
+    if floor is not None:
+        values.append(floor)
+        _draw_floor(ax, floor)
     values = np.asarray(values, dtype=float)
     log = _style(ax, f"{spec.title}: before vs after", spec.unit,
                  spec.log if drawn_any else False, values)

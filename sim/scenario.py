@@ -66,6 +66,9 @@ class Criterion:
     """What a healthy run looks like. Each limit is optional; `judge` reads a run summary."""
     max_final_loss: float | None = None      # mean training loss over the last steps
     max_eval_loss: float | None = None       # held-out loss at the end
+    # held-out loss below this is broken, not good: no model beats the language's entropy floor
+    # (set it a margin under the floor; the held-out set or the model sees what it predicts)
+    min_eval_loss: float | None = None
     max_loss_swing: float | None = None      # std of the loss over the last steps
     require_finite: bool = True              # no non-finite loss or gradient at any step
     require_fit: bool = True                 # no simulated out-of-memory
@@ -128,6 +131,8 @@ class Criterion:
         _limit(checks, "final loss", summary.get("final_loss"), self.max_final_loss)
         _limit(checks, "held-out loss", summary.get("eval_loss"), self.eval_bar,
                note=self._eval_note())
+        _limit(checks, "held-out loss not below the entropy floor", summary.get("eval_loss"),
+               self.min_eval_loss, at_least=True)
         _limit(checks, "loss swing", summary.get("loss_swing"), self.max_loss_swing)
         _limit(checks, "repeated 3-grams", summary.get("repeat_rate"), self.max_repeat_rate)
         _limit(checks, "longest loop", summary.get("longest_loop"), self.max_longest_loop)
@@ -151,6 +156,7 @@ class Criterion:
             parts.append("no non-finite values")
         for label, value, op in (("final loss", self.max_final_loss, "<"),
                                  ("held-out loss", self.eval_bar, "<"),
+                                 ("held-out loss", self.min_eval_loss, ">="),
                                  ("loss swing", self.max_loss_swing, "<"),
                                  ("repeated 3-grams", self.max_repeat_rate, "<"),
                                  ("longest loop", self.max_longest_loop, "<"),

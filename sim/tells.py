@@ -204,5 +204,56 @@ def weights_move_every_step(run: RunResult) -> bool:
     return bool(ratios) and all(v is not None and v > 0 for v in ratios)
 
 
+def grad_norm_ramps(factor: float, last: int = 10) -> Callable[[RunResult], bool]:
+    """Every one of the last `last` steps logs a gradient norm at least `factor` x step 0's:
+    gradients that keep growing instead of settling back (what piles up when nothing clears
+    them)."""
+    def holds(run: RunResult) -> bool:
+        norms = [r["grad_norm"] for r in run.records]
+        tail = norms[-last:]
+        return (len(norms) > last and norms[0] is not None and norms[0] > 0
+                and None not in tail and min(tail) >= factor * norms[0])
+    return holds
+
+
+def first_batch_smaller_than_config(run: RunResult) -> bool:
+    """The batch of step 0 (the `batch` probe) holds fewer rows than config.json's
+    batch_size."""
+    return _first_batch(run).size < run.prepared.config.batch_size
+
+
+def none_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
+    return lambda run: not any(test(run) for test in tests)
+
+
+def grad_norm_sawtooth(period: int, last: int = 20) -> Callable[[RunResult], bool]:
+    """Over the last `last` steps, the gradient norm averaged by the step's place in a cycle of
+    `period` steps differs at least 2x between places: a norm that climbs and falls back on a
+    fixed schedule (the `plot grad_norm` sawtooth), not one that is noisy or climbs for good."""
+    def holds(run: RunResult) -> bool:
+        tail = run.records[-last:]
+        if len(tail) < last or any(r["grad_norm"] is None for r in tail):
+            return False
+        by_place = [[r["grad_norm"] for r in tail if r["step"] % period == place]
+                    for place in range(period)]
+        means = [sum(values) / len(values) for values in by_place]
+        return min(means) > 0 and max(means) >= 2 * min(means)
+    return holds
+
+
+def heldout_rows_in_training_set(run: RunResult) -> bool:
+    """Some held-out sequence is also a sequence the run trained on (one epoch of its data set
+    checked): the held-out loss is measured on memorised rows."""
+    from .data import make_stream
+    config = run.prepared.config
+    if not config.train_sequences:
+        return False
+    stream = make_stream(config)
+    held = {tuple(row) for row in stream.eval_batch().tokens.tolist()}
+    steps = -(-config.train_sequences // config.batch_size)
+    return any(tuple(row) in held for step in range(steps)
+               for row in stream.batch(step, 0).tokens.tolist())
+
+
 def any_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
     return lambda run: any(test(run) for test in tests)

@@ -144,7 +144,8 @@ def _config_diff(prepared) -> tuple:
 # Scenarios whose every cause is code behind a harmless-looking setting (oom_13b: a bug in the
 # launcher between the job config and the model).
 CONFIG_SILENT = ("nan_loss", "oom", "repetitive_decoding", "bad_lr", "oom_13b", "sft_label_mask",
-                 "lora_wont_learn", "kv_cache_mismatch", "never_stops")
+                 "lora_wont_learn", "kv_cache_mismatch", "never_stops", "loss_fluctuates",
+                 "too_good_to_be_true")
 
 
 @pytest.mark.parametrize("scenario_id", CONFIG_SILENT)
