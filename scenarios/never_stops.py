@@ -99,9 +99,9 @@ SCENARIO = Scenario(
                  "every answer within two words or never writes EOS at all",
             changes=(TOP_K.log, TEMPLATE_CODE),
             signal=Tell("samples, eos", all_of(
-                summary_at_least("p_eos_reply_end", 0.25),
+                summary_at_least("p_eos_reply_end", 0.1),
                 any_of(all_of(summary_at_most("answer_words", 2.4),
-                              summary_at_least("stop_rate", 0.9)),
+                              summary_at_least("stop_rate", 0.5)),
                        summary_at_most("eos_rate", 0.1)))),
             hints=("Read the prompts and answers exactly as the server fed and returned them "
                    "(samples).",
@@ -119,12 +119,13 @@ SCENARIO = Scenario(
         Fix("cap_tokens", "Cap answers at 8 new tokens", config={"gen_tokens": 8}),
         Fix("lower_temperature", "Lower the temperature to 0.5", config={"temperature": 0.5}),
     ),
-    # Healthy (matrix seeds 0-2, unseen 3-5): every answer stops, after 3.0-4.0 words.
-    # Padding masked: no answer stops; wrong stop id: none stops though all contain EOS; no
-    # reply marker: answers of 0-2.2 words, or (some seeds) no EOS at all. Held-out loss: a
+    # Healthy (training seeds 4000-4029): 0.62-1.0 of the answers stop (an earlier bar of 0.9
+    # failed a healthy incident under an unseen key), after 3.7-6.0 words on average. Padding
+    # masked and wrong stop id: no answer stops; no reply marker: answers of 0-2.2 words, or
+    # (some seeds) no EOS at all. Held-out loss: a
     # quarter of the way from the unigram baseline to the floor (healthy runs reach 0.35-0.65
     # of it on 8 seeds; see tests/test_learning.py's LOWER_BAR).
-    criterion=Criterion(min_learnt=0.25, baselines=(0.7697, 2.356), min_stop_rate=0.9,
+    criterion=Criterion(min_learnt=0.25, baselines=(0.7697, 2.356), min_stop_rate=0.4,
                         min_answer_words=2.5),
     resolves={
         "eos_masked_as_padding": ("supervise_eos", "own_pad_token"),
