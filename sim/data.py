@@ -118,15 +118,27 @@ class MarkovStream:
 
     def _sequences(self, start: int, count: int, stream_seed: int, repeat: int = 0) -> torch.Tensor:
         """`count` sequences of the stream from `start` on; with `repeat`, the stream is a data
-        set of that many sequences, read again from the top once it is used up."""
+        set of that many sequences, read again in a new order (seeded) each time it is used up:
+        epoch 0 in the set's own order, every later epoch shuffled."""
         rows = []
-        for i in (j % repeat if repeat else j for j in range(start, start + count)):
+        for i in (self._in_epoch_order(j, repeat, stream_seed) if repeat else j
+                  for j in range(start, start + count)):
             key = (stream_seed, i // CHUNK)
             if key not in self._chunks:
                 self._chunks[key] = _chunk(stream_seed, i // CHUNK, lambda g: self.grammar.sample(
                     CHUNK, self.config.seq_len + 1, g))
             rows.append(self._chunks[key][i % CHUNK])
         return torch.stack(rows)
+
+    def _in_epoch_order(self, j: int, size: int, stream_seed: int) -> int:
+        epoch, k = divmod(j, size)
+        if epoch == 0:
+            return k
+        key = ("order", stream_seed, size, epoch)
+        if key not in self._chunks:
+            gen = torch.Generator().manual_seed(stream_seed * 7_919 + epoch)
+            self._chunks[key] = torch.randperm(size, generator=gen).tolist()
+        return self._chunks[key][k]
 
     def _batch(self, sequences: torch.Tensor) -> Batch:
         every = torch.ones_like(sequences, dtype=torch.bool)     # every token carries a label
