@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from . import engines, home, incidents, registry, runs
 from .config import ConfigError
 from .engines.base import Prepared, RunOptions
+from .painter import Painter
 from .result import RunResult
 from .scenario import Scenario
 
@@ -206,15 +207,21 @@ def run(prepared: Prepared, out: Path | None = None, live: bool = False,
     out = Path(out) if out else default_out(prepared)
     if tensorboard:
         _optional_extra()
-    with _recording(memory_snapshot) as history:
-        result = execute(prepared, out, live, True if memory_snapshot else track_memory)
-    if history is not None:
-        from .memory_snapshot import write
-        if history.snapshot is None:
-            raise UsageError(f"{prepared.scenario.id} does not train on the simulated device, "
-                             "so there is no allocation history to snapshot")
-        write(history.snapshot, out / SNAPSHOT_FILE)
-    drawn = prepared.engine.write_plots(result, out) if plots else ()
+    painter = Painter(prepared, out) if plots else None   # may get matplotlib ready meanwhile
+    try:
+        with _recording(memory_snapshot) as history:
+            result = execute(prepared, out, live, True if memory_snapshot else track_memory)
+        if history is not None:
+            from .memory_snapshot import write
+            if history.snapshot is None:
+                raise UsageError(f"{prepared.scenario.id} does not train on the simulated "
+                                 "device, so there is no allocation history to snapshot")
+            write(history.snapshot, out / SNAPSHOT_FILE)
+    except BaseException:
+        if painter:
+            painter.cancel()
+        raise
+    drawn = painter.draw(result) if painter else ()
     _write_report(result, out, drawn)
     if tensorboard:
         from .tensorboard import write_run

@@ -104,8 +104,10 @@ def grade(incident: Prepared, named_cause: str | None, fixed: Prepared,
     scenario = incident.scenario
     if named_cause is not None:
         scenario.cause(named_cause)                       # unknown names fail loudly
-    before = before or runs.execute(incident)
-    after = runs.execute(fixed, after_dir, options)
+    if before is None:
+        before, after = runs.execute_pair(incident, fixed, after_dir, options)
+    else:
+        after = runs.execute(fixed, after_dir, options)
     verdict, needed, unneeded = judge(after), fixed, []
     if verdict == "resolved":
         needed, unneeded = _minimal(fixed)

@@ -10,6 +10,7 @@ import dataclasses
 from collections import OrderedDict
 from pathlib import Path
 
+from . import parallel
 from .engines.base import Prepared, RunOptions
 from .result import RunResult
 
@@ -29,6 +30,41 @@ def execute(prepared: Prepared, out_dir: Path | None = None,
     while len(_cache) > CACHE_SIZE:
         _cache.popitem(last=False)
     return result
+
+
+def execute_pair(first: Prepared, second: Prepared, out_dir: Path | None = None,
+                 options: RunOptions = RunOptions()) -> tuple[RunResult, RunResult]:
+    """`execute(first)` and `execute(second, out_dir, options)`. When both must really run,
+    share no work and the machine has a core to spare (`parallel.available`), `first` runs
+    in a forked process while `second` runs here: the same results in about the time of the
+    longer one (grading's broken and fixed runs)."""
+    if not _overlap(first, second, out_dir, options):
+        return execute(first), execute(second, out_dir, options)
+    handle = parallel.start(_run_fields, first)
+    try:
+        after = execute(second, out_dir, options)
+    except BaseException:
+        handle.cancel()
+        raise
+    before = RunResult(first, *handle.result())
+    _cache[(*first.cache_key(), False)] = before
+    return before, after
+
+
+def _overlap(first: Prepared, second: Prepared, out_dir, options: RunOptions) -> bool:
+    independent = getattr(first.engine, "independent", None)
+    cached = ((*first.cache_key(), False) in _cache
+              or (out_dir is None and not options.live
+                  and (*second.cache_key(), bool(options.track_memory)) in _cache))
+    return (not cached and first.engine is second.engine and independent is not None
+            and independent(first, second) and parallel.available())
+
+
+def _run_fields(prepared: Prepared) -> tuple:
+    """What a child sends back: the result without `prepared` (the parent has it)."""
+    result = prepared.engine.execute(prepared)
+    return (result.status, result.error, result.records, result.end, result.summary,
+            result.samples, None, result.detail)
 
 
 def clear_cache() -> None:

@@ -18,9 +18,12 @@ def learner_home(tmp_path_factory):
     user's real home is never touched."""
     import os
     home = tmp_path_factory.mktemp("debugsim-home")
-    saved = {k: os.environ.get(k) for k in ("DEBUGSIM_HOME", "DEBUGSIM_KEY")}
+    saved = {k: os.environ.get(k) for k in ("DEBUGSIM_HOME", "DEBUGSIM_KEY", "DEBUGSIM_PARALLEL")}
     os.environ["DEBUGSIM_HOME"] = str(home)
     os.environ["DEBUGSIM_KEY"] = "tests-0123456789abcdef"
+    # the matrix's workers already fill the cores: runs stay in their process (the forked
+    # path has its own test, tests/test_parallel.py, in a fresh interpreter)
+    os.environ["DEBUGSIM_PARALLEL"] = "0"
     yield home
     for key, value in saved.items():
         if value is None:

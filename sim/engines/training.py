@@ -24,6 +24,7 @@ class TrainingEngine:
     name = "training"
     working = "Running the broken training ..."
     rerunning = "Re-running the same seeded training with your fix ..."
+    plots_from_records = True      # write_plots reads no `detail` (see sim/painter.py)
 
     def parse_settings(self, pairs: Sequence[str]) -> dict[str, Any]:
         return parse_assignments(pairs)
@@ -100,6 +101,15 @@ class TrainingEngine:
 
     def clear_cache(self) -> None:
         _trained.clear()
+
+    def independent(self, first: Prepared, second: Prepared) -> bool:
+        """Whether the two runs share no training (see `runs.execute_pair`): runs that differ
+        only in decoding share one, and a training already done is not worth a process."""
+        if not first.scenario.generates_text:
+            return True
+        options = RunOptions()
+        key = _training_key(first, options)
+        return key not in _trained and key != _training_key(second, options)
 
     def summary_lines(self, result: RunResult) -> list[str]:
         s, config = result.summary, result.config
