@@ -12,24 +12,45 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def learner_home(tmp_path_factory):
+_ENVIRONMENT = ("DEBUGSIM_HOME", "DEBUGSIM_KEY", "DEBUGSIM_PARALLEL")
+_saved: dict = {}
+
+
+def pytest_configure(config):
     """A debugsim home of the tests' own, with a fixed key: incidents are reproducible and the
-    user's real home is never touched."""
+    user's real home is never touched. Set before anything starts (the verdict matrix's worker
+    processes start right after collection and inherit it)."""
     import os
-    home = tmp_path_factory.mktemp("debugsim-home")
-    saved = {k: os.environ.get(k) for k in ("DEBUGSIM_HOME", "DEBUGSIM_KEY", "DEBUGSIM_PARALLEL")}
-    os.environ["DEBUGSIM_HOME"] = str(home)
+    import tempfile
+    _saved.update({k: os.environ.get(k) for k in _ENVIRONMENT})
+    _saved["home"] = tempfile.mkdtemp(prefix="debugsim-tests-home-")
+    os.environ["DEBUGSIM_HOME"] = _saved["home"]
     os.environ["DEBUGSIM_KEY"] = "tests-0123456789abcdef"
     # the matrix's workers already fill the cores: runs stay in their process (the forked
     # path has its own test, tests/test_parallel.py, in a fresh interpreter)
     os.environ["DEBUGSIM_PARALLEL"] = "0"
-    yield home
-    for key, value in saved.items():
+
+
+def pytest_unconfigure(config):
+    import os
+    import shutil
+    if "home" not in _saved:
+        return
+    shutil.rmtree(_saved.pop("home"), ignore_errors=True)
+    for key in _ENVIRONMENT:
+        value = _saved.pop(key, None)
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def learner_home():
+    """The tests' debugsim home (see pytest_configure)."""
+    import os
+    from pathlib import Path
+    return Path(os.environ["DEBUGSIM_HOME"])
 
 
 # --- the verdict matrix, computed beside the rest of the suite --------------------------------
