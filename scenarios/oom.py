@@ -49,8 +49,8 @@ SCENARIO = Scenario(
             fault=Fault("a confidence metric is appended to a list as a tensor, not .item()",
                         config={"confidence_log": "graph_tensor"}),
             explanation=(
-                "`history.append(conf)` stores a tensor that still carries autograd history; the\n"
-                "softmax it came from saved its output for a backward pass that never happens.\n"
+                "`history.append(confidence)` keeps a tensor that still carries autograd history:\n"
+                "the softmax it came from saved its output for a backward pass that never happens.\n"
                 "Every micro-batch adds one more (32 rows x 16 positions x 16 token probabilities,\n"
                 "32 KiB), so memory in use climbs by about 0.07 MiB a step until, after a dozen\n"
                 "steps, it runs out."),
@@ -63,7 +63,7 @@ SCENARIO = Scenario(
         Cause(
             id="eval_with_grad",
             title="Evaluation runs with autograd enabled",
-            fault=Fault("evaluation re-enables gradients inside its no_grad block",
+            fault=Fault("the refactored evaluation runs its forward pass without torch.no_grad()",
                         config={"eval_autograd": "graph_kept"}),
             explanation=(
                 "Without torch.no_grad, the held-out forward pass stores every activation for a\n"
