@@ -21,8 +21,9 @@ SCENARIO = Scenario(
         Cause(
             id="lr_too_high",
             title="The learning rate is too high",
-            fault=Fault("the refactored optimizer setup multiplies the configured lr by ten "
-                        "(0.3 instead of 0.03)", config={"lr_scale": 10.0}),
+            fault=Fault("the refactored code that sets the optimizer's lr each step multiplies "
+                        "the scheduled lr by ten (0.3 instead of 0.03)",
+                        config={"lr_update": "times_ten"}),
             explanation=(
                 "The config says lr 0.03, but the refactored optimizer setup multiplied it by\n"
                 "ten (the log's lr column shows it). As warmup reached 0.3, the updates threw\n"
@@ -42,8 +43,9 @@ SCENARIO = Scenario(
         Cause(
             id="lr_too_low",
             title="The learning rate is too low",
-            fault=Fault("the refactored optimizer setup divides the configured lr by ten "
-                        "(0.003 instead of 0.03)", config={"lr_scale": 0.1}),
+            fault=Fault("the refactored code that sets the optimizer's lr each step multiplies "
+                        "the scheduled lr by 0.1 (0.003 instead of 0.03)",
+                        config={"lr_update": "times_tenth"}),
             explanation=(
                 "The config says lr 0.03, but the refactored optimizer setup divided it by ten\n"
                 "(the log's lr column shows it). Each step moved the weights a tenth as far as\n"
@@ -76,6 +78,7 @@ SCENARIO = Scenario(
     # trained for 120 steps); lr_too_high 2.46-2.49.
     criterion=Criterion(min_learnt=0.6, baselines=(0.9641, 2.4647), max_loss_swing=0.1),
     resolves={"lr_too_high": ("lr_down_10x",), "lr_too_low": ("lr_up_10x",)},
+    code=("lr_update",),
     recipe=("lr", "warmup_steps", "schedule", "grad_clip", "optimizer", "momentum",
             "weight_decay", "batch_size", "grad_accum_steps"),
     fixed=FIXED_REASONS,

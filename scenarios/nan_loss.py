@@ -3,7 +3,6 @@
 Every cause is a change that looks harmless in the config (a warmup, length grouping, left
 padding: each appears as a harmless decoy in other incidents) plus code that makes it harmful.
 """
-from ..sim.team_code import CompoundingWarmup, UnsafeTokenMean
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, all_of, grad_norm_climbs_before_nonfinite, isolated_nonfinite, \
@@ -36,7 +35,7 @@ SCENARIO = Scenario(
             fault=Fault("a 5-step warmup, and the refactored scheduler ramps the lr up "
                         "exponentially by multiplying it in place (x 10^(1/5) every step, from "
                         "lr/10) and never stops after the warmup",
-                        config=WARMUP.config, callbacks=(CompoundingWarmup,)),
+                        config={**WARMUP.config, "lr_update": "compounding_ramp"}),
             explanation=(
                 "The config says lr 0.01, but the refactored warmup multiplied the optimizer's lr\n"
                 "in place by 1.58 (10^(1/5)) every step and lost the check that ends the warmup:\n"
@@ -59,7 +58,7 @@ SCENARIO = Scenario(
             id="empty_label_division",
             title="The loss divides by the number of supervised tokens without a guard",
             fault=Fault("length-grouped batching on, and loss = sum / count with no guard",
-                        config=GROUPING.config, callbacks=(UnsafeTokenMean,)),
+                        config={**GROUPING.config, "loss_mean": "count_as_is"}),
             explanation=(
                 "Length-grouped batching put the longest prompts together. They fill the whole\n"
                 "context, so truncation had cut off every response in those batches: zero\n"
@@ -95,9 +94,10 @@ SCENARIO = Scenario(
     ),
     fixes=(
         Fix("fix_scheduler", "Make the warmup ramp up to the configured lr, then hold it",
-            repairs=(CompoundingWarmup,)),
+            config={"lr_update": "from_schedule"}),
         Fix("clip_grad", "Clip the global gradient norm at 1.0", config={"grad_clip": 1.0}),
-        Fix("guard_division", "Divide the loss by max(count, 1)", repairs=(UnsafeTokenMean,)),
+        Fix("guard_division", "Divide the loss by max(count, 1)",
+            config={"loss_mean": "count_at_least_one"}),
         Fix("finite_mask", "Fill masked scores with the dtype's minimum, not -inf",
             config={"attn_mask_value": "min"}),
         Fix("right_padding", "Pad on the right for training", config={"padding_side": "right"}),
@@ -117,6 +117,7 @@ SCENARIO = Scenario(
         "fully_masked_row": ("finite_mask", "right_padding"),
     },
     masks={"empty_label_division": ("skip_nonfinite",)},
+    code=("lr_update", "loss_mean"),
     recipe=("lr", "momentum", "weight_decay", "optimizer", "grad_clip", "warmup_steps",
             "schedule", "batch_size", "grad_accum_steps", "padding_side", "length_grouped",
             "skip_nonfinite", "precision", "loss_scale"),

@@ -1,5 +1,4 @@
 """oom — CUDA out of memory. An oversized batch, a leak, or an evaluation that keeps a graph?"""
-from ..sim.team_code import GlobalBatchLoader, GradEnabledEval, MetricHistoryLeak
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, memory_climbs, out_of_memory_after_flat_steps, \
@@ -30,7 +29,7 @@ SCENARIO = Scenario(
             title="The micro-batch is too large for the device",
             fault=Fault("the data loader yields the whole step's 64 sequences as one "
                         "micro-batch (it was given the global batch size)",
-                        callbacks=(GlobalBatchLoader,)),
+                        config={"batch_split": "by_optimizer_step"}),
             explanation=(
                 "Activation memory grows linearly with the micro-batch. The refactored loader\n"
                 "was handed the global batch size, so every forward pass ran all 64 sequences of\n"
@@ -48,10 +47,10 @@ SCENARIO = Scenario(
             id="kept_graph",
             title="A logged metric keeps its autograd graph alive across steps",
             fault=Fault("a confidence metric is appended to a list as a tensor, not .item()",
-                        callbacks=(MetricHistoryLeak,)),
+                        config={"confidence_log": "graph_tensor"}),
             explanation=(
-                "`history.append(conf)` stores a tensor that still carries autograd history; the\n"
-                "softmax it came from saved its output for a backward pass that never happens.\n"
+                "`history.append(confidence)` keeps a tensor that still carries autograd history:\n"
+                "the softmax it came from saved its output for a backward pass that never happens.\n"
                 "Every micro-batch adds one more (32 rows x 16 positions x 16 token probabilities,\n"
                 "32 KiB), so memory in use climbs by about 0.07 MiB a step until, after a dozen\n"
                 "steps, it runs out."),
@@ -64,8 +63,8 @@ SCENARIO = Scenario(
         Cause(
             id="eval_with_grad",
             title="Evaluation runs with autograd enabled",
-            fault=Fault("evaluation re-enables gradients inside its no_grad block",
-                        callbacks=(GradEnabledEval,)),
+            fault=Fault("the refactored evaluation runs its forward pass without torch.no_grad()",
+                        config={"eval_autograd": "graph_kept"}),
             explanation=(
                 "Without torch.no_grad, the held-out forward pass stores every activation for a\n"
                 "backward pass that never comes, on a batch twice the training micro-batch (64\n"
@@ -81,14 +80,15 @@ SCENARIO = Scenario(
         Fix("micro_batch", "Micro-batches of 32 with 2 accumulation steps (same 64 per step)",
             config={"batch_size": 32, "grad_accum_steps": 2}),
         Fix("fix_loader", "Have the data loader yield micro-batches of batch_size",
-            repairs=(GlobalBatchLoader,)),
+            config={"batch_split": "by_processes"}),
         Fix("smaller_batch", "Cut the batch to 32 sequences", config={"batch_size": 32,
                                                                      "grad_accum_steps": 1}),
         Fix("checkpointing", "Turn on activation checkpointing",
             config={"activation_checkpointing": True}),
         Fix("detach_metric", "Log metrics with .item() (no graph kept)",
-            repairs=(MetricHistoryLeak,)),
-        Fix("eval_no_grad", "Run evaluation under torch.no_grad()", repairs=(GradEnabledEval,)),
+            config={"confidence_log": "python_float"}),
+        Fix("eval_no_grad", "Run evaluation under torch.no_grad()",
+            config={"eval_autograd": "graph_free"}),
     ),
     # Held-out loss at least halfway from the unigram baseline (2.4758: word frequencies) to the
     # entropy floor (0.9048), i.e. <= 1.690, and the recipe's data budget: 64 sequences x 150
@@ -101,6 +101,7 @@ SCENARIO = Scenario(
     resolves={"batch_too_large": ("fix_loader",), "kept_graph": ("detach_metric",),
               "eval_with_grad": ("eval_no_grad",)},
     harms=("smaller_batch",),
+    code=("batch_split", "confidence_log", "eval_autograd"),
     evidence="mem_peak_mib",
     recipe=("batch_size", "grad_accum_steps", "activation_checkpointing", "precision",
             "loss_scale", "lr", "grad_clip", "warmup_steps", "schedule", "weight_decay"),

@@ -1,12 +1,11 @@
 """repetitive_decoding — generated text loops. Decoding settings, the model, or the KV cache?"""
-from ..sim.team_code import EarlyExport
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
 from ..sim.tells import Tell, all_of, kv_cache_changes_text, summary_at_least, \
     summary_at_most
 
 DECODING_CODE = "Refactored the decoding loop"
-EXPORT_CODE = "Exported the model checkpoint for the release"
+LAUNCH_CODE = "Moved the training job onto the shared launch template"
 CONFIG_CLEANUP = "Cleaned up the generation config"
 
 SCENARIO = Scenario(
@@ -61,10 +60,14 @@ SCENARIO = Scenario(
         Cause(
             id="undertrained",
             title="The model is undertrained: training stopped far too early",
-            fault=Fault("the release exported the checkpoint saved after 20 of the 150 steps",
-                        callbacks=(EarlyExport,)),
+            fault=Fault("the training job, moved onto the shared launch template, ends when the "
+                        "template's 20-step budget (a smoke test's) is used up, not after the "
+                        "recipe's 150 steps", config={"step_budget": "template_steps"}),
             explanation=(
-                "The model never learned the language: its held-out loss stopped near 2.15 nats,\n"
+                "Training now ends after `LAUNCH.get(\"max_steps\", config.steps)` steps, and the\n"
+                "launch template, written for a smoke test, sets max_steps to 20: the run stopped\n"
+                "after 20 of the recipe's 150 steps (the log ends there; the `code` probe shows\n"
+                "the check). The model never learned the language: its loss stopped near 2.15 nats,\n"
                 "barely below the 2.27 of predicting word frequencies, where a trained model\n"
                 "reaches about 1.1 (the floor, the true generator's own loss, is 0.96). An early\n"
                 "model knows little more than which words are common and which tend to follow\n"
@@ -72,7 +75,7 @@ SCENARIO = Scenario(
                 "every prompt). Sampled, its text is ungrammatical noise; blocking repeats hides\n"
                 "the loops but not the ignorance. No decoding setting helps; only training does."),
             tell="loss curve ends far above the floor; the sampled text breaks the grammar",
-            changes=(EXPORT_CODE,),
+            changes=(LAUNCH_CODE,),
             signal=Tell("plot loss", summary_at_least("final_loss", 1.6)),
             hints=("Plot the loss (plot loss), then read a few samples.",
                    "Does the loss end near the floor or far above it? Is the text grammatical?")),
@@ -106,8 +109,8 @@ SCENARIO = Scenario(
             cost="blocking repeats hides the loops of a decoder that still never samples: "
                  "every token is still the argmax, and the ban also forbids legitimate repeats"),
         Fix("train_longer", "Train for the full 150-step schedule", config={"steps": 150}),
-        Fix("final_checkpoint", "Export the checkpoint of the last step",
-            repairs=(EarlyExport,)),
+        Fix("recipe_step_budget", "End training when the recipe's steps are done, not the "
+            "launch template's", config={"step_budget": "recipe_steps"}),
         Fix("sample_as_configured", "Compare the decode setting with 'sample', the value the "
             "config uses", config={"token_choice": "by_decode_setting"}),
         Fix("no_kv_cache", "Decode without the KV cache (re-read the prefix every step)",
@@ -130,18 +133,18 @@ SCENARIO = Scenario(
                         max_longest_loop=6.1, min_valid_rate=0.6),
     resolves={
         "sampling_ignored": ("sample_as_configured", "no_repeat_ngram"),
-        "undertrained": ("final_checkpoint",),
+        "undertrained": ("recipe_step_budget",),
         "stale_kv_cache": ("no_kv_cache", "store_kv"),
     },
     generates_text=True,
-    code=("token_choice", "kv_cache_update"),
+    code=("token_choice", "kv_cache_update", "step_budget"),
     recipe=("decode", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram",
             "kv_cache", "lr", "warmup_steps", "schedule"),
     fixed=FIXED_REASONS,
     decoys=(
         Change("Evaluate every 50 steps", {"eval_every": 50}),
         Change("Keep the 50 most likely tokens when sampling", {"top_k": 50}),
-        Change(DECODING_CODE), Change(EXPORT_CODE), Change(CONFIG_CLEANUP),
+        Change(DECODING_CODE), Change(LAUNCH_CODE), Change(CONFIG_CLEANUP),
     ),
     interview_question="Your model's generations repeat themselves or make no sense. "
                        "What do you check?",

@@ -42,7 +42,6 @@ class TrainConfig:
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
-    lr_scale: float = 1.0           # code: the factor the optimizer setup applies to lr
     momentum: float = 0.9           # sgd only
     weight_decay: float = 0.0
     batch_size: int = 32            # sequences per micro-batch
@@ -91,6 +90,11 @@ class TrainConfig:
     kv_lifetime: str = "per_request"              # serving: which cache a request starts from
     chat_template: str = "reply_marker"           # serving: how a chat prompt becomes token ids
     stop_check: str = "eos"                       # serving: where an answer ends
+    lr_update: str = "from_schedule"              # loop: the lr set on the optimizer each step
+    loss_mean: str = "count_at_least_one"         # loop: the batch loss from the token losses
+    confidence_log: str = "python_float"          # loop: the confidence metric it logs
+    eval_autograd: str = "graph_free"             # loop: the held-out evaluation
+    step_budget: str = "recipe_steps"             # loop: when training ends
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -127,7 +131,7 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "lora_freeze": ("assign", "compare"),
     "lora_setup": ("wrap_then_collect", "collect_then_wrap"),
     "grad_reset": ("grads_to_none", "grads_detached", "after_accumulation"),
-    "batch_split": ("by_processes", "by_node_gpus"),
+    "batch_split": ("by_processes", "by_node_gpus", "by_optimizer_step"),
     "lm_window": ("ending_at_token", "around_token"),
     "heldout_split": ("own_stream", "dataset_tail"),
     "padding_labels": ("by_position", "by_pad_id"),
@@ -135,12 +139,16 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "kv_lifetime": ("per_request", "per_server"),
     "chat_template": ("reply_marker", "no_reply_marker"),
     "stop_check": ("eos", "sep"),
+    "lr_update": ("from_schedule", "compounding_ramp", "times_ten", "times_tenth"),
+    "loss_mean": ("count_at_least_one", "count_as_is"),
+    "confidence_log": ("python_float", "graph_tensor"),
+    "eval_autograd": ("graph_free", "graph_kept"),
+    "step_budget": ("recipe_steps", "template_steps"),
 }
 
 # Fields that model how the code is written (a code bug is injected by setting one), not
 # settings a user writes in a config file.
-IMPLEMENTATION_FIELDS = ("attn_mask_value", "lr_scale",
-                         *IMPLEMENTATIONS)
+IMPLEMENTATION_FIELDS = ("attn_mask_value", *IMPLEMENTATIONS)
 
 # Fields only decoding reads: two runs that differ only in these train the same model.
 DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
@@ -166,7 +174,6 @@ FIXED_REASONS: dict[str, str] = {
     "gen_tokens": "it changes the measurement (how much text is judged), not the model",
     "seed": "the seed is the incident itself",
     "attn_mask_value": "it is how the code is written, not a setting: use the named fix",
-    "lr_scale": "it is how the code is written, not a setting: change lr instead",
     "requests": "it changes the measurement (how the prompts arrive), not the model",
     **{slot: "it is how the code is written, not a setting: use the named fix"
        for slot in IMPLEMENTATIONS},
@@ -191,7 +198,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # (lowest allowed, whether the lowest itself is allowed)
 _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "vocab_size": (8, True), "seq_len": (4, True), "d_model": (4, True), "n_layer": (1, True),
-    "n_head": (1, True), "lora_r": (0, True), "lora_alpha": (0, False), "lr": (0, False), "lr_scale": (0, False), "momentum": (0, True), "weight_decay": (0, True),
+    "n_head": (1, True), "lora_r": (0, True), "lora_alpha": (0, False), "lr": (0, False), "momentum": (0, True), "weight_decay": (0, True),
     "train_sequences": (0, True), "batch_size": (1, True), "grad_accum_steps": (1, True), "grad_clip": (0, True),
     "warmup_steps": (0, True), "steps": (1, True), "memory_budget_mib": (0, True),
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),

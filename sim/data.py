@@ -174,8 +174,9 @@ def validation_split(stream, count: int) -> torch.Tensor:
 
 
 # The launch template this job starts from: one training process, on a node that has 8 GPUs;
-# the template's jobs accumulate gradients over 4 micro-batches.
-LAUNCH = {"processes": 1, "gpus_per_node": 8, "grad_accum_steps": 4}
+# the template's jobs accumulate gradients over 4 micro-batches and, as the smoke test it was
+# written for, stop after 20 steps.
+LAUNCH = {"processes": 1, "gpus_per_node": 8, "grad_accum_steps": 4, "max_steps": 20}
 
 
 @implements("batch_split", "by_processes")
@@ -190,6 +191,13 @@ def local_batch_size(config) -> int:
     """Sequences this process loads per micro-batch: the global batch split evenly over the
     data-parallel workers of the launch."""
     return max(config.batch_size // LAUNCH["gpus_per_node"], 1)
+
+
+@implements("batch_split", "by_optimizer_step")
+def loader_batch_size(config) -> int:
+    """Sequences this process loads per micro-batch: the global batch split evenly over the
+    data-parallel workers of the launch."""
+    return max(config.batch_size * config.grad_accum_steps // LAUNCH["processes"], 1)
 
 
 @implements("sft_template", "with_eos")

@@ -52,6 +52,11 @@ HOMES: dict[str, tuple[str, str]] = {
     "kv_lifetime": ("serving", "serving: the KV cache a request starts from"),
     "chat_template": ("chat", "serving: how a chat prompt becomes token ids"),
     "stop_check": ("chat", "serving: where an answer ends"),
+    "lr_update": ("loop", "training loop: the learning rate set on the optimizer each step"),
+    "loss_mean": ("loop", "training loop: a micro-batch's loss from its summed token loss"),
+    "confidence_log": ("loop", "training loop: the confidence metric logged per micro-batch"),
+    "eval_autograd": ("loop", "training loop: the held-out evaluation"),
+    "step_budget": ("loop", "training loop: when training ends"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}

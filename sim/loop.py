@@ -55,18 +55,14 @@ class Run:
     eval_loss: float | None = None
     loss_scale: float | None = None
     record: dict | None = None         # the step's telemetry record, once the Recorder made it
+    history: list = field(default_factory=list)   # the confidence metric of each micro-batch
     control: Control = field(default_factory=Control)
     status: str = "running"            # running | completed | oom | interrupted | error
     error: str | None = None
 
 
 def lr_at(config: TrainConfig, step: int) -> float:
-    """Linear warmup from lr/100 to lr, then constant, cosine or linear decay to lr/10 (times
-    the optimizer setup's `lr_scale`, 1 unless a code bug says otherwise)."""
-    return _scheduled(config, step) * config.lr_scale
-
-
-def _scheduled(config: TrainConfig, step: int) -> float:
+    """Linear warmup from lr/100 to lr, then constant, cosine or linear decay to lr/10."""
     if step < config.warmup_steps:
         return config.lr * (0.01 + 0.99 * step / config.warmup_steps)
     if config.schedule == "constant":
@@ -112,10 +108,30 @@ def loss_scale_of(config: TrainConfig) -> float | str | None:
     return "dynamic" if config.loss_scale == "dynamic" else float(config.loss_scale)
 
 
+@implements("eval_autograd", "graph_free")
 def evaluate(run: Run, callbacks: CallbackList) -> float:
-    """Held-out loss on a fixed batch, without building a graph (unless a fault re-enables it)."""
+    """Step 8 of the loop: the held-out loss on the fixed evaluation batch, with the model in
+    eval mode for the pass."""
     run.model.eval()
     with torch.no_grad(), run.device.phase_of("activations"):
+        callbacks.fire("on_eval_start", run)
+        with run.device.untracked():
+            batch = run.stream.eval_batch()
+        with autocast_for(run.config):
+            logits = run.model(batch.tokens.to(run.config.device),
+                               _to(batch.key_padding, run.config.device))
+        loss_sum, count = token_loss(logits, batch.targets.to(run.config.device))
+        value = (loss_sum / count.clamp(min=1)).item()
+    run.model.train()
+    return value
+
+
+@implements("eval_autograd", "graph_kept")
+def held_out_loss(run: Run, callbacks: CallbackList) -> float:
+    """Step 8 of the loop: the held-out loss on the fixed evaluation batch, with the model in
+    eval mode for the pass."""
+    run.model.eval()
+    with run.device.phase_of("activations"):
         callbacks.fire("on_eval_start", run)
         with run.device.untracked():
             batch = run.stream.eval_batch()
@@ -148,6 +164,9 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     scaler = torch.amp.GradScaler(config.device) if scale == "dynamic" else None
     run = Run(config, model, optimizer, stream, device, scaler)
     hooks = CallbackList(callbacks)
+    set_lr, mean_loss, log_confidence, held_out, reset_grads, done = (
+        chosen(config, slot) for slot in ("lr_update", "loss_mean", "confidence_log",
+                                          "eval_autograd", "grad_reset", "step_budget"))
     try:
         with device:
             device.track_module(model)
@@ -156,9 +175,7 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                 run.step, run.control = step, Control()
                 device.reset_step_peak()
                 # 1. learning rate
-                run.lr = lr_at(config, step)
-                for group in optimizer.param_groups:
-                    group["lr"] = run.lr
+                run.lr = set_lr(optimizer, config, step)
                 hooks.fire("on_step_start", run)
                 losses = []
                 for micro in range(config.grad_accum_steps):
@@ -172,8 +189,9 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                     with device.phase_of("activations"), autocast_for(config):
                         run.logits = model(batch.tokens, batch.key_padding)
                         loss_sum, n_tokens = token_loss(run.logits, batch.targets)
-                        loss = loss_sum / n_tokens.clamp(min=1)
+                        loss = mean_loss(loss_sum, n_tokens)
                         loss = hooks.loss(run, loss_sum, n_tokens, loss)
+                        log_confidence(run.history, run.logits)
                     losses.append(loss.detach())
                     # 3. backward (gradients add up across micro-batches)
                     with device.phase_of("gradients"):
@@ -201,17 +219,17 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                 with device.phase_of("optimizer_state"):
                     run.updated = _update(run, skip)
                 # 7. zero grads
-                chosen(config, "grad_reset")(optimizer, step)
+                reset_grads(optimizer, step)
                 # 8. evaluate
                 last = step == config.steps - 1
                 if last or (config.eval_every and (step + 1) % config.eval_every == 0):
-                    run.eval_loss = evaluate(run, hooks)
+                    run.eval_loss = held_out(run, hooks)
                 else:
                     run.eval_loss = None
                 # 9. log
                 hooks.fire("on_step_end", run)
                 run.logits = run.record = None
-                if run.control.stop:
+                if run.control.stop or done(config, step):
                     break
         run.status = "completed"
     except KeyboardInterrupt:
@@ -224,6 +242,93 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     finally:
         hooks.fire("on_run_end", run)
     return run
+
+
+@implements("lr_update", "from_schedule")
+def set_learning_rate(optimizer, config, step):
+    """Step 1 of the loop: set the lr of `step` (the warmup, then the schedule) on every
+    parameter group, and return it for the log."""
+    lr = lr_at(config, step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+@implements("lr_update", "compounding_ramp")
+def warm_up_lr(optimizer, config, step):
+    """Step 1 of the loop: set the lr of `step` (the warmup, then the schedule) on every
+    parameter group, and return it for the log."""
+    warmup = config.warmup_steps
+    if warmup and step == 0:
+        lr = config.lr / 10
+    elif warmup:
+        lr = optimizer.param_groups[0]["lr"] * 10 ** (1 / warmup)
+    else:
+        lr = lr_at(config, step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+@implements("lr_update", "times_ten")
+def apply_lr(optimizer, config, step):
+    """Step 1 of the loop: set the lr of `step` (the warmup, then the schedule) on every
+    parameter group, and return it for the log."""
+    lr = lr_at(config, step) * 10
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+@implements("lr_update", "times_tenth")
+def update_lr(optimizer, config, step):
+    """Step 1 of the loop: set the lr of `step` (the warmup, then the schedule) on every
+    parameter group, and return it for the log."""
+    lr = lr_at(config, step) * 0.1
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+@implements("loss_mean", "count_at_least_one")
+def mean_token_loss(loss_sum, n_tokens):
+    """Step 2 of the loop: the micro-batch's loss, the summed token loss over the number of
+    tokens that carry a label."""
+    return loss_sum / n_tokens.clamp(min=1)
+
+
+@implements("loss_mean", "count_as_is")
+def average_token_loss(loss_sum, n_tokens):
+    """Step 2 of the loop: the micro-batch's loss, the summed token loss over the number of
+    tokens that carry a label."""
+    return loss_sum / n_tokens
+
+
+@implements("confidence_log", "python_float")
+def log_confidence(history, logits):
+    """Step 2 of the loop: log how confident the model is on this micro-batch (its mean
+    top-token probability) to the run's metric history."""
+    history.append(logits.softmax(-1).amax(-1).mean().item())
+
+
+@implements("confidence_log", "graph_tensor")
+def record_confidence(history, logits):
+    """Step 2 of the loop: log how confident the model is on this micro-batch (its mean
+    top-token probability) to the run's metric history."""
+    confidence = logits.softmax(-1).amax(-1).mean()
+    history.append(confidence)
+
+
+@implements("step_budget", "recipe_steps")
+def out_of_steps(config, step) -> bool:
+    """After `step`: whether the run has used up its step budget, so training ends."""
+    return step + 1 >= config.steps
+
+
+@implements("step_budget", "template_steps")
+def steps_used_up(config, step) -> bool:
+    """After `step`: whether the run has used up its step budget, so training ends."""
+    return step + 1 >= LAUNCH.get("max_steps", config.steps)
 
 
 @implements("grad_reset", "grads_to_none")

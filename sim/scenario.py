@@ -15,10 +15,12 @@ CallbackFactory = Callable[[], Any]
 
 @dataclass(frozen=True)
 class Fault:
-    """What a cause injects: a misconfiguration, a code bug (callbacks), or both."""
+    """What a cause injects: a misconfiguration, a code bug (the training engine: an
+    implementation field of `config`, see `sim/implementations.py`; the planner: a launcher
+    callback), or both."""
     summary: str                                   # one line, for instructors and `show --answers`
     config: Mapping[str, Any] = field(default_factory=dict)
-    callbacks: tuple[CallbackFactory, ...] = ()
+    callbacks: tuple[CallbackFactory, ...] = ()    # callbacks the run gets (the planner's bugs)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Fix:
     title: str
     config: Mapping[str, Any] = field(default_factory=dict)
     scale: Mapping[str, float] = field(default_factory=dict)  # multiply current values, e.g. lr x 0.1
-    repairs: tuple[CallbackFactory, ...] = ()      # fault callbacks this fix removes (a code fix)
+    repairs: tuple[CallbackFactory, ...] = ()      # fault callbacks this fix removes (planner)
     callbacks: tuple[CallbackFactory, ...] = ()    # callbacks this fix adds
     cost: str = ""          # a named cost: a run it makes healthy is a workaround, not a fix
 

@@ -1,4 +1,4 @@
-"""Which source files are "the training code": the loop, the model, the data, the team's code
+"""Which source files are "the training code": the loop, the model, the data, the callbacks
 and the scenarios. Tracebacks shown to a learner (anomaly mode, memory snapshots) keep only
 frames of these files, named relative to the package root (`sim/models.py`); torch's frames
 and debugsim's own machinery (probes, replays, the app layer, the tracker) are cut."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]          # the package root (sim/.., scenarios/..)
-TRAINING_FILES = frozenset({"sim/loop.py", "sim/models.py", "sim/team_code.py",
-                            "sim/callbacks.py", "sim/data.py"})
+TRAINING_FILES = frozenset({"sim/loop.py", "sim/models.py", "sim/callbacks.py",
+                            "sim/data.py"})
 
 
 def relative_name(path: str) -> str | None:

@@ -1,4 +1,6 @@
 """The team's code as replaceable implementations, and the `code` probe that shows what ran."""
+import dataclasses
+
 import pytest
 
 from debugsim.sim import app, implementations, registry
@@ -69,3 +71,36 @@ def test_implementation_fields_stay_out_of_config_files_and_settings():
     with pytest.raises(app.UsageError, match="how the code is written"):
         app.with_fixes(app.prepare("repetitive_decoding", 0), settings=[
             "kv_cache_update=store_each_step"])
+
+
+@pytest.mark.parametrize("scenario", [s for s in registry.all_scenarios()
+                                      if s.engine == "training"], ids=lambda s: s.id)
+def test_training_code_bugs_are_the_teams_code_not_patches_from_outside(scenario):
+    """A code bug of a training scenario is another way to write one of the team's functions
+    (so the code probe can show it), never a callback that alters the loop's numbers; its fix
+    sets the function back."""
+    for cause in scenario.causes:
+        assert not cause.fault.callbacks, cause.id
+    for fix in scenario.fixes:
+        assert not fix.repairs and not fix.callbacks, fix.id
+
+
+def test_the_warmup_that_compounds_keeps_growing_and_the_usual_one_holds():
+    """nan_loss's lr bug, read off the functions themselves: the usual code ramps to the
+    configured lr and holds it; the compounding one multiplies the optimizer's lr in place and
+    never stops (10x every warmup), and without a warmup it follows the schedule."""
+    from types import SimpleNamespace
+    from debugsim.sim.loop import lr_at
+    config = TrainConfig(lr=0.01, warmup_steps=5, steps=20)
+    ramps = implementations.implementations("lr_update")
+
+    def lrs(name, config):
+        optimizer = SimpleNamespace(param_groups=[{"lr": config.lr}, {"lr": config.lr}])
+        return [ramps[name](optimizer, config, step) for step in range(config.steps)]
+
+    usual = lrs("from_schedule", config)
+    assert max(usual) == pytest.approx(0.01) and usual[-1] == pytest.approx(0.01)
+    compounding = lrs("compounding_ramp", config)
+    assert compounding[5] == pytest.approx(0.01) and compounding[15] == pytest.approx(1.0)
+    no_warmup = dataclasses.replace(config, warmup_steps=0)
+    assert lrs("compounding_ramp", no_warmup) == [lr_at(no_warmup, s) for s in range(20)]

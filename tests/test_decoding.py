@@ -183,7 +183,7 @@ def test_runs_that_differ_only_in_decoding_share_one_training(monkeypatch):
     short = {"steps": 24}
     for cause, fixes, expected_trainings in (
             ("stale_kv_cache", ("higher_temperature", "store_kv", "no_kv_cache"), 1),
-            ("undertrained", ("higher_temperature", "final_checkpoint"), 2)):   # a longer training anew
+            ("undertrained", ("higher_temperature", "recipe_step_budget"), 2)):   # a longer training anew
         runs.clear_cache()
         trainings.clear()
         broken = app.prepare("repetitive_decoding", 4, cause, settings=short)

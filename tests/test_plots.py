@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from debugsim.sim import app, plots, signals
-from debugsim.sim.team_code import GradEnabledEval
 from debugsim.sim.scenario import Cause, Criterion, Fault, Scenario
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -28,7 +27,8 @@ def run(track_memory=True, **base):
 
 def run_eval_with_grad(**base):
     """Training fits; the first evaluation (step 1) keeps a graph of a 256-row batch: OOM."""
-    cause = Cause("eval_grad", "eval with grad", Fault("", callbacks=(GradEnabledEval,)), "", "")
+    cause = Cause("eval_grad", "eval with grad", Fault("", config={"eval_autograd": "graph_kept"}),
+                  "", "")
     return app.simulate(scratch(base, (cause,)), 0, "eval_grad")
 
 

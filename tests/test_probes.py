@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from debugsim.sim import app, probes, team_code
+from debugsim.sim import app, probes
 from debugsim.sim.callbacks import Callback
 from debugsim.sim.config import TrainConfig
 from debugsim.sim.data import IGNORE
@@ -28,12 +28,12 @@ class EmptyLabelsAtStep1(Callback):
 
 def scratch(base, scenario_id="probe-scratch"):
     causes = (
-        Cause("unsafe_mean", "unsafe mean", Fault("0/0", callbacks=(team_code.UnsafeTokenMean,)),
+        Cause("unsafe_mean", "unsafe mean", Fault("0/0", config={"loss_mean": "count_as_is"}),
               "", ""),
         Cause("empty_labels", "labels dropped", Fault("x", callbacks=(EmptyLabelsAtStep1,)),
               "", ""),
     )
-    fixes = (Fix("guard", "guard the mean", repairs=(team_code.UnsafeTokenMean,)),)
+    fixes = (Fix("guard", "guard the mean", config={"loss_mean": "count_at_least_one"}),)
     return Scenario(id=scenario_id, title="scratch", difficulty="easy", tags=(), story="",
                     base=base, causes=causes, fixes=fixes, criterion=Criterion(), debrief="",
                     interview_question="", resolves={"unsafe_mean": ("guard",)})
@@ -285,7 +285,7 @@ def test_anomaly_shows_only_the_training_codes_frames(masked):
     frames = [*report["anomaly"]["forward_traceback"],
               *report["forward_check"]["first_nan"]["traceback"]]
     files = {f["file"] for f in frames}
-    assert files <= {"sim/loop.py", "sim/models.py", "sim/team_code.py", "sim/callbacks.py"}
+    assert files <= {"sim/loop.py", "sim/models.py", "sim/callbacks.py"}
     text = probes.render_anomaly(report)
     for machinery in ("replay.py", "probes", "session.py", "play.py", "torch/", "app.py"):
         assert machinery not in text
@@ -300,8 +300,8 @@ def test_anomaly_shows_the_division_of_an_empty_token_mean(unsafe_mean):
     first = report["forward_check"]["first_nan"]
     assert first["grad_fn"] == "DivBackward0"
     assert first["inputs"] == ["float32[] = 0", "int64[] = 0"]
-    assert first["traceback"][-1] == {"file": "sim/team_code.py", "line": first["traceback"][-1][
-        "line"], "function": "on_loss", "code": "return loss_sum / n_tokens"}
+    assert first["traceback"][-1] == {"file": "sim/loop.py", "line": first["traceback"][-1][
+        "line"], "function": "average_token_loss", "code": "return loss_sum / n_tokens"}
     text = probes.render_anomaly(report)
     assert "backward finished without an error" in text and "DivBackward0" in text
 

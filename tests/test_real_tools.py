@@ -71,7 +71,7 @@ def test_a_snapshot_reads_in_torchs_memory_viz_and_shows_the_leak(leak):
                                "input", "unknown"}
     # every frame is the training code's; none of torch's or debugsim's machinery
     files = {f["filename"] for e in events for f in e["frames"]}
-    assert files and all(f.startswith(("sim/loop.py", "sim/models.py", "sim/team_code.py",
+    assert files and all(f.startswith(("sim/loop.py", "sim/models.py",
                                        "sim/callbacks.py", "sim/data.py", "scenarios/"))
                          for f in files)
     assert events[-1]["action"] == "oom" or any(e["action"] == "oom" for e in events[-50:])

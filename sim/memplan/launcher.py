@@ -5,7 +5,8 @@ launcher is the code that reads it, loads the model, wraps it and starts the tra
 the planner scenarios inject live here, each a class whose `launch(strategy)` returns the
 strategy the job really runs. The config (and everything written from it) keeps saying what
 was asked; the memory plan is computed from what ran. A fix that repairs a bug lists its class
-in `Fix.repairs`, exactly like the training engine's code bugs in `sim/team_code.py`.
+in `Fix.repairs`. (The training engine's code bugs are implementations of the team's functions
+instead, `sim/implementations.py`: that engine runs real code, this one plans.)
 """
 from __future__ import annotations
 
