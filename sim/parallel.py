@@ -25,6 +25,7 @@ decides.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
 import traceback
@@ -70,7 +71,7 @@ class Handle:
     def result(self) -> Any:
         """The child's return value (waits for it); its exception is raised here."""
         try:
-            ok, value = self._connection.recv()
+            ok, value = _receive(self._connection)
         except EOFError:
             self._process.join()
             raise ChildFailed(f"the worker process ended without a result "
@@ -84,7 +85,7 @@ class Handle:
 
     def send(self, *values) -> None:
         """The rest of the child's arguments (see `start(..., awaits_input=True)`)."""
-        self._connection.send(values)
+        _send(self._connection, values)
 
     def cancel(self) -> None:
         """Stop the child if it is still running (after an error or Ctrl-C here)."""
@@ -117,15 +118,26 @@ def _child(connection, fn: Callable, args, warm, awaits_input: bool) -> None:
         if warm is not None:
             warm()
         if awaits_input:
-            args = (*args, *connection.recv())
+            args = (*args, *_receive(connection))
         reply = (True, fn(*args))
     except BaseException as error:          # Ctrl-C included: the parent decides what to do
         reply = (False, error)
     try:
-        connection.send(reply)
+        _send(connection, reply)
     except Exception:                       # the value or the exception would not pickle
         error = reply[1] if not reply[0] else None
         text = "".join(traceback.format_exception(error)) if error else "unpicklable result"
-        connection.send((False, ChildFailed(text.strip().splitlines()[-1])))
+        _send(connection, (False, ChildFailed(text.strip().splitlines()[-1])))
     finally:
         connection.close()
+
+
+# Values travel as plain pickles, copied into the message. A Connection's own send() pickles
+# with multiprocessing's reducers, which torch extends to share a tensor's memory through a
+# file descriptor served by the sender: gone once the child has exited.
+def _send(connection, value) -> None:
+    connection.send_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _receive(connection):
+    return pickle.loads(connection.recv_bytes())

@@ -34,6 +34,10 @@ try:
     handle.result()
 except parallel.ChildFailed as error:
     report["died"] = str(error)
+import torch
+handle = parallel.start(torch.arange, 5)          # a tensor, read after the child has gone
+handle._process.join()
+report["tensor"] = handle.result().tolist()
 handle = parallel.start(pow, 2, awaits_input=True, warm=lambda: None)
 handle.send(10)
 report["sent"] = handle.result()
@@ -74,7 +78,7 @@ def test_forked_runs_and_plots_equal_the_ones_done_here(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["available"]
-    assert report["value"] == 6 and report["sent"] == 1024
+    assert report["value"] == 6 and report["sent"] == 1024 and report["tensor"] == [0, 1, 2, 3, 4]
     assert "invalid literal" in report["raised"]
     assert "exit code 3" in report["died"]
     assert report["grade forks"][-1] == "_run_fields"        # the broken run went to a child
