@@ -60,8 +60,9 @@ def accumulation_sawtooth(log) -> Finding | None:
     return Finding(
         "accumulation_sawtooth", "accumulation_mismatch",
         f"the gradient norm is a sawtooth of period {period}: it climbs for {period - 1} steps "
-        f"and falls back (below {SAW_DROP:g}x the step before) at {falls:.0%} of every "
-        f"{period}th step, while the weights change at every step",
+        f"and falls back (below {SAW_DROP:g}x the step before) once every {period} steps "
+        f"({falls:.0%} of those steps; it rises at {rises:.0%} of the others), while the "
+        "weights change at every step",
         steps_text(drops), 0.85,
         f"falls below {SAW_DROP:g}x the step before at >= {SAW_SHARE:.0%} of one phase of a "
         f"period 2-{PERIODS[-1]}, rises at >= {SAW_RISE:.0%} of the other steps",

@@ -4,7 +4,7 @@ training never teaches)."""
 from __future__ import annotations
 
 from ..findings import Finding
-from ._stats import fmt, median
+from ._stats import fmt, median, steps_text
 
 COLLAPSE = 0.02         # the training loss ends below 2% of where it started
 UNDER_FLOOR = 0.03      # the held-out loss ends >= 3% below the floor (when it is given)
@@ -47,6 +47,8 @@ def leakage(log) -> Finding | None:
                        if held > start else ""))
         confidence = 0.9 if held < 0.1 * start or held > start else 0.8
     if under:
+        below = [s for s, v in evals if v < floor * (1 - UNDER_FLOOR)]
+        where = where if collapsed else steps_text(below) + " (held-out evaluations)"
         seen.append(f"the held-out loss ends at {fmt(held)}, below the floor {fmt(floor)}: no "
                     "model can do better than the floor on data it has not seen")
         confidence = 0.9 if collapsed else 0.85
