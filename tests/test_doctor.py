@@ -163,8 +163,9 @@ def test_weights_that_never_move_with_and_without_gradients():
     top = doctor.diagnose_log(log_of(loss, grad_norm=piled, update_ratio=[0.0] * 40)).top
     assert top.family == "params_not_updated" and "pile up" in top.what
     assert "lora_wont_learn" in top.trains and top.severity == "failure"
-    top = doctor.diagnose_log(log_of(loss, grad_norm=[0.0] * 40, update_ratio=[0.0] * 40)).top
-    assert top.family == "no_gradient" and "exactly 0" in top.threshold
+    found = doctor.diagnose_log(log_of(loss, grad_norm=[0.0] * 40, update_ratio=[0.0] * 40))
+    assert found.top.family == "no_gradient" and "exactly 0" in found.top.threshold
+    assert "vanishing_gradients" not in [f.family for f in found.findings]    # said once
     assert "not_updated" not in [f.rule for f in doctor.diagnose_log(
         log_of(smooth(40), grad_norm=noisy(40, 1.0, 0.4), update_ratio=[0.0] * 3 + [1e-3] * 37)
     ).findings]                                               # a few steps without an update
