@@ -150,6 +150,68 @@ def test_update_ratio_and_a_rising_lr():
         == []                                                    # a warmup that ends
 
 
+def noisy(n, level, spread, seed=3):
+    """Batch-to-batch noise around `level` (a fixed, seeded sequence)."""
+    import random
+    rng = random.Random(seed)
+    return [level * (1 + spread * (rng.random() - 0.5)) for _ in range(n)]
+
+
+def test_weights_that_never_move_with_and_without_gradients():
+    loss = [3.6 + 0.1 * math.sin(i) for i in range(40)]        # drifts with the batches
+    piled = [0.8 * (i + 1) for i in range(40)]                 # gradients pile up, unstepped
+    top = doctor.diagnose_log(log_of(loss, grad_norm=piled, update_ratio=[0.0] * 40)).top
+    assert top.family == "params_not_updated" and "pile up" in top.what
+    assert "lora_wont_learn" in top.trains and top.severity == "failure"
+    found = doctor.diagnose_log(log_of(loss, grad_norm=[0.0] * 40, update_ratio=[0.0] * 40))
+    assert found.top.family == "no_gradient" and "exactly 0" in found.top.threshold
+    assert "vanishing_gradients" not in [f.family for f in found.findings]    # said once
+    assert "not_updated" not in [f.rule for f in doctor.diagnose_log(
+        log_of(smooth(40), grad_norm=noisy(40, 1.0, 0.4), update_ratio=[0.0] * 3 + [1e-3] * 37)
+    ).findings]                                               # a few steps without an update
+
+
+def test_gradients_never_cleared_and_a_sawtooth_of_the_accumulation_period():
+    grads = [sum(noisy(i + 1, 0.2, 0.5)) for i in range(60)]   # each step adds a batch's grad
+    top = doctor.diagnose_log(log_of(smooth(60), grad_norm=grads)).top
+    assert top.family == "gradients_not_cleared" and "10x" in top.threshold
+    grows_then_noisy = [min(0.01 * 1.15 ** i, 0.5) * n for i, n in
+                        enumerate(noisy(60, 1.0, 1.0))]        # LoRA's B growing from zero
+    assert "gradients_not_cleared" not in families(log_of(smooth(60),
+                                                          grad_norm=grows_then_noisy))
+    saw = [0.2 * (1 + i % 4) * n for i, n in enumerate(noisy(60, 1.0, 0.2))]
+    top = doctor.diagnose_log(log_of(smooth(60), grad_norm=saw, update_ratio=[0.02] * 60)).top
+    assert top.family == "accumulation_mismatch" and "period 4" in top.what
+    per_micro_batch = [0.02 if i % 4 == 3 else 0.0 for i in range(60)]   # once per window
+    assert "accumulation_mismatch" not in families(log_of(smooth(60), grad_norm=saw,
+                                                          update_ratio=per_micro_batch))
+
+
+def test_a_loss_better_than_the_data_allows():
+    collapse = [2.8 * math.exp(-i / 3) for i in range(60)]     # to ~0 within a few steps
+    top = doctor.diagnose_log(log_of(collapse)).top
+    assert top.family == "leakage" and "2%" in top.threshold and "no floor given" in top.threshold
+    below = log_of(smooth(60, end=0.8), eval_loss=[None] * 59 + [0.8])
+    assert doctor.diagnose_log(below).findings == []                   # no floor: not judged
+    top = doctor.diagnose_log(below, floor=0.964).top
+    assert top.family == "leakage" and "below the floor 0.964" in top.what
+
+
+def test_a_held_out_loss_that_training_does_not_move():
+    train = smooth(60, start=2.8, end=1.5)
+    top = doctor.diagnose_log(log_of(train, eval_loss=[None] * 59 + [2.9])).top
+    assert top.family == "train_eval_mismatch" and "sft_label_mask" in top.trains
+    assert families(log_of(train, eval_loss=[None] * 59 + [1.7])) == []   # a normal gap
+
+
+def test_a_smooth_run_with_every_series_raises_no_alarm():
+    n = 80
+    log = log_of(smooth(n), grad_norm=noisy(n, 0.5, 0.6), update_ratio=noisy(n, 2e-3, 0.5),
+                 lr=[3e-3 * min(1.0, (i + 1) / 10) for i in range(n)],
+                 eval_loss=[None] * (n - 1) + [1.35], mem_mib=[120.0] * n)
+    assert doctor.diagnose_log(log).findings == []
+
+
 def test_the_doctor_reads_only_the_log():
     """No module of the doctor imports the catalogue, the incidents or the app layer."""
     allowed = {"debugsim.sim.tensorboard"}

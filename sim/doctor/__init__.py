@@ -54,8 +54,11 @@ def render(diagnosis: Diagnosis) -> list[str]:
     lines = [f"doctor: {log.source}", f"  read as {log.summary()}"]
     if not diagnosis.findings:
         lines.append("no finding: no rule fired (non-finite values, memory growth or "
-                     "out-of-memory, gradient spikes or vanishing, loss spikes, oscillation, "
-                     "slow progress, a period in the loss, update ratios, a rising lr)")
+                     "out-of-memory, zero gradients or updates, gradients never cleared or "
+                     "cleared on a period, a loss better than the data allows, a held-out loss "
+                     "training does not move, gradient spikes or vanishing, loss spikes, "
+                     "oscillation, slow progress, a period in the loss, update ratios, a "
+                     "rising lr)")
         return lines
     for number, f in enumerate(diagnosis.findings, 1):
         lines += ["", f"{number}. {f.family.replace('_', ' ')}  "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..findings import Finding
 from ._stats import fmt, median, steps_text
+from .stalled import STALLED
 
 EXPLODE = 50.0          # a grad norm >= 50x the run's median
 VANISH = 1e-7           # median grad norm of the second half below this
@@ -37,8 +38,8 @@ def vanishing_gradients(log) -> Finding | None:
     if len(points) < 8:
         return None
     late = median([v for _, v in points[len(points) // 2:]])
-    if late >= VANISH:
-        return None
+    if late >= VANISH or sum(v == 0.0 for _, v in points) >= STALLED * len(points):
+        return None                                  # exactly zero: no_gradient speaks
     return Finding(
         "vanishing_gradients", "vanishing_gradients",
         f"gradient norm is {fmt(late)} over the second half: the weights barely get a signal",
