@@ -404,6 +404,9 @@ class SftStream:
 
 
 def make_stream(config):
+    if config.data == "preferences":
+        from .preferences import PreferenceStream
+        return PreferenceStream(config)
     return SftStream(config) if config.data == "sft" else MarkovStream(config)
 
 

@@ -52,6 +52,8 @@ HOMES: dict[str, tuple[str, str]] = {
     "kv_lifetime": ("serving", "serving: the KV cache a request starts from"),
     "chat_template": ("chat", "serving: how a chat prompt becomes token ids"),
     "stop_check": ("chat", "serving: where an answer ends"),
+    "pair_order": ("preferences", "data: how the collator lays out a preference pair"),
+    "reward_position": ("preferences", "reward model: where a sequence's reward is read"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}

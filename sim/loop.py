@@ -98,6 +98,15 @@ def token_loss(logits, targets):
     return loss_sum, (targets != IGNORE).sum()
 
 
+def batch_loss(config: TrainConfig, output, batch: Batch):
+    """The summed loss of a batch and how many items it counts: tokens for a language model,
+    pairs for a reward model (the pairwise ranking loss)."""
+    if config.data == "preferences":
+        from .preferences import ranking_loss
+        return ranking_loss(config, output, batch)
+    return token_loss(output, batch.targets)
+
+
 def autocast_for(config: TrainConfig):
     if config.precision == "fp32":
         return contextlib.nullcontext()
@@ -119,10 +128,11 @@ def evaluate(run: Run, callbacks: CallbackList) -> float:
         callbacks.fire("on_eval_start", run)
         with run.device.untracked():
             batch = run.stream.eval_batch()
+        padding = _to(batch.key_padding, run.config.device)
         with autocast_for(run.config):
-            logits = run.model(batch.tokens.to(run.config.device),
-                               _to(batch.key_padding, run.config.device))
-        loss_sum, count = token_loss(logits, batch.targets.to(run.config.device))
+            logits = run.model(batch.tokens.to(run.config.device), padding)
+        loss_sum, count = batch_loss(run.config, logits, Batch(
+            batch.tokens, batch.targets.to(run.config.device), padding))
         value = (loss_sum / count.clamp(min=1)).item()
     run.model.train()
     return value
@@ -171,7 +181,7 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                                                   _to(batch.key_padding, config.device))
                     with device.phase_of("activations"), autocast_for(config):
                         run.logits = model(batch.tokens, batch.key_padding)
-                        loss_sum, n_tokens = token_loss(run.logits, batch.targets)
+                        loss_sum, n_tokens = batch_loss(config, run.logits, batch)
                         loss = loss_sum / n_tokens.clamp(min=1)
                         loss = hooks.loss(run, loss_sum, n_tokens, loss)
                     losses.append(loss.detach())

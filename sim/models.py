@@ -225,6 +225,9 @@ def _init_weights(module: nn.Module) -> None:
 def build_model(config) -> nn.Module:
     """A freshly initialised model (the training loop loads a checkpoint into it where the
     config asks for the pretrained one)."""
+    if config.model == "reward":
+        from .preferences import RewardModel
+        return RewardModel(config)
     if config.model == "mlp":
         return MlpLM(config.vocab_size, config.d_model, windows=chosen(config, "lm_window"))
     return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,

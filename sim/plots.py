@@ -872,3 +872,24 @@ def write_run_plots(result, out_dir=None) -> list[Path]:
     if memory_tracked(result):
         paths.append(memory(result, folder / "memory.png"))
     return paths
+
+
+def reward_vs_length(held: dict, path=None):
+    """A reward model on held-out pairs: each answer's reward against its length in words,
+    chosen and rejected answers apart (jittered sideways so equal points stay visible)."""
+    import numpy as np
+    fig, axes = _figure(6.4, 3.9)
+    ax = axes[0][0]
+    jitter = np.random.default_rng(0)
+    for key, words, color, label in (("preferred", "preferred_words", "#2ca02c", "chosen"),
+                                     ("other", "other_words", "#d62728", "rejected")):
+        x = np.asarray(held[words], dtype=float)
+        x = x + jitter.uniform(-0.18, 0.18, len(x)) + (-0.1 if key == "preferred" else 0.1)
+        ax.scatter(x, held[key], s=9, alpha=0.55, color=color, label=label, linewidths=0)
+    ax.set_title("held-out rewards vs answer length", fontsize=10, y=1.0, pad=5)
+    ax.set_xlabel("answer length (words)", fontsize=9)
+    ax.set_ylabel("reward", fontsize=9)
+    ax.tick_params(which="both", labelsize=8)
+    ax.grid(True, alpha=0.3, linewidth=0.6)
+    _fit_single(fig, ax, suptitle=False)
+    return _finish(fig, path)

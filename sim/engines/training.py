@@ -91,6 +91,12 @@ class TrainingEngine:
             result.summary.update(text_metrics)
             result.detail = {"step_logits": torch.cat([t["logits"] for t in trace]),
                              "cache_keys": [t["cache_keys"] for t in trace]}   # per request
+        if trained.run is not None and config.data == "preferences" \
+                and result.status == "completed":
+            from ..preferences import preference_summary
+            scalars, held = preference_summary(trained.run, trained.records[-TAIL:])
+            result.summary.update(scalars)
+            result.detail = {**(result.detail or {}), "heldout_rewards": held}
         if trained.run is not None and config.lora_r:
             result.summary.update(finetuning_summary(trained.run))
         result.summary = {**summarize(result), **result.summary}
