@@ -105,12 +105,12 @@ class TrainConfig:
         """The settings a config file holds: without the fields that stand for how the code
         is written (those show up as code, never in a run's config), without the LoRA and
         checkpoint fields of a run that uses neither (a PEFT config exists only for PEFT runs),
-        the training-set size of a run that reads an endless stream, and the preference data's
-        length mix outside preference data."""
+        the training-set size of a run that reads an endless stream, and how the preference data
+        was labelled (a property of the data set, not a setting)."""
         unused = () if self.lora_r else ("lora_r", "lora_alpha", "lora_targets")
         unused += ("base_model",) if self.base_model == "scratch" else ()
         unused += ("train_sequences",) if not self.train_sequences else ()
-        unused += ("pref_lengths",) if self.data != "preferences" else ()
+        unused += ("pref_lengths",)   # what the preference data holds: the data shows it
         return {k: v for k, v in self.to_dict().items()
                 if k not in IMPLEMENTATION_FIELDS and k not in unused}
 

@@ -404,9 +404,7 @@ class SftStream:
 
 
 def make_stream(config):
-    if config.data == "preferences":
-        from .preferences import PreferenceStream
-        return PreferenceStream(config)
+    """A language-modelling stream (preference pairs: `preferences.PreferenceStream`)."""
     return SftStream(config) if config.data == "sft" else MarkovStream(config)
 
 

@@ -24,6 +24,7 @@ from .implementations import chosen, implements
 from .pretrained import pretrained_state
 from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
+from .preferences import PreferenceStream, ranking_loss
 from .without_dynamo import optimizer_class
 
 
@@ -102,7 +103,6 @@ def batch_loss(config: TrainConfig, output, batch: Batch):
     """The summed loss of a batch and how many items it counts: tokens for a language model,
     pairs for a reward model (the pairwise ranking loss)."""
     if config.data == "preferences":
-        from .preferences import ranking_loss
         return ranking_loss(config, output, batch)
     return token_loss(output, batch.targets)
 
@@ -148,7 +148,7 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     torch.manual_seed(config.seed)
     device = SimulatedDevice(int(config.memory_budget_mib * MiB),
                              enabled=track_memory or config.memory_budget_mib > 0)
-    stream = make_stream(config)
+    stream = PreferenceStream(config) if config.data == "preferences" else make_stream(config)
     model = build_model(config).to(config.device)
     if config.base_model == "pretrained":
         model.load_state_dict(pretrained_state(config, train))

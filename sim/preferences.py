@@ -6,8 +6,8 @@ its first two words ("a b a b a"). Both share the prompt and their first two wor
 Each is formatted as [BOS] prompt [SEP] answer [EOS], padded on the right to `seq_len` tokens
 (a fixed max_length, longer than any row).
 
-The reward model is the small transformer with a value head: one scalar per position (zero at
-padding: padding carries no reward), read at one position per row. It learns from
+The reward model is the small transformer with a value head (`models.RewardModel`): one scalar
+per position (zero at padding: padding carries no reward), read at one position per row. It learns from
 
     loss = -log sigmoid(r_preferred - r_other)          (Bradley-Terry, as in InstructGPT)
 
@@ -22,11 +22,9 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .data import BOS, EOS, FIRST_WORD, PAD, SEP, Batch, grammar
 from .implementations import chosen, implements
-from .models import TinyTransformer
 
 PROMPT_WORDS = 3
 ANSWER_WORDS = (3, 8)                      # words per answer, uniform
@@ -62,26 +60,6 @@ def row_rewards(values, padding):
     """Each row's reward: the value head's output at the row's last token (rows are padded
     on the right; `padding` is True at padding positions)."""
     return values[:, -1]
-
-
-class RewardModel(TinyTransformer):
-    """The small transformer with a value head instead of the LM head: (batch, time) values,
-    zero at padding positions."""
-
-    def __init__(self, config) -> None:
-        super().__init__(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
-                         config.n_head, config.attn_mask_value, config.activation_checkpointing)
-        self.head = nn.Linear(config.d_model, 1, bias=False)
-        nn.init.normal_(self.head.weight, std=0.02)
-
-    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
-        """A language model's checkpoint: everything but its LM head (the value head is new)."""
-        own_head = {"head.weight": self.head.weight.detach().clone()}
-        return super().load_state_dict({**state, **own_head}, strict, assign)
-
-    def forward(self, tokens, key_padding=None, cache=None, positions=None):
-        values = super().forward(tokens, key_padding, cache, positions).squeeze(-1)
-        return values if key_padding is None else values.masked_fill(key_padding, 0.0)
 
 
 def pair_rewards(config, values, batch: Batch):
@@ -220,13 +198,17 @@ def preference_summary(run, tail: list[dict]) -> tuple[dict, dict]:
     held = heldout_rewards(run.model, run.stream, run.config)
     preferred, other = held["preferred"], held["other"]
     rewards = torch.cat([preferred, other]).double()
-    words = torch.cat([held["preferred_words"], held["other_words"]]).double()
-    spread = rewards.std() * words.std()
-    corr = float(((rewards - rewards.mean()) * (words - words.mean())).mean() / spread) \
+    lengths = torch.cat([held["preferred_words"], held["other_words"]]).double()
+    spread = rewards.std() * lengths.std()
+    corr = float(((rewards - rewards.mean()) * (lengths - lengths.mean())).mean() / spread) \
         if spread > 0 else 0.0
     longer_other = held["other_words"] > held["preferred_words"]
     batch_accuracy = [r["accuracy"] for r in tail if r.get("accuracy") is not None]
-    summary = {"pref_accuracy": accuracy(preferred, other),
+    pool = run.stream._collated                    # the training pairs, as the loss saw them
+    words = answer_words(pool.tokens)
+    summary = {"train_chosen_longer": float((words[pool.targets == 1] >
+                                             words[pool.targets == 0]).float().mean()),
+               "pref_accuracy": accuracy(preferred, other),
                "train_accuracy": sum(batch_accuracy) / len(batch_accuracy)
                if batch_accuracy else float("nan"),
                "pref_margin": float((preferred - other).mean()),

@@ -41,6 +41,8 @@ def render_rewards(result: RunResult, pairs: int = 6) -> str:
               f"mean margin r_chosen - r_rejected: {s['pref_margin']:+.3f}",
               f"pairs with exactly equal rewards:  {s['tied_share']:.3f}",
               f"correlation of reward and answer length (all answers): {s['length_corr']:+.3f}",
+              f"training pairs (as the collator labelled them) whose chosen answer is the "
+              f"longer one: {s['train_chosen_longer']:.3f}",
               f"first {pairs} pairs:  r_chosen (words)   r_rejected (words)"]
     for i in range(min(pairs, len(held["preferred"]))):
         lines.append(f"  {i:>3}  {held['preferred'][i]:+9.3f} ({held['preferred_words'][i]})"
