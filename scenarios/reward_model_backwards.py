@@ -35,7 +35,7 @@ SCENARIO = Scenario(
     # 0.79-0.99, reward/length correlation -0.12-0.18, no tied pairs.
     base={"model": "reward", "base_model": "pretrained", "data": "preferences", "seq_len": 16,
           "vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 24,
-          "steps": 40, "lr": 2e-2, "warmup_steps": 0, "schedule": "cosine", "eval_every": 10},
+          "steps": 40, "lr": 2e-2, "warmup_steps": 0, "schedule": "cosine", "eval_every": 20},
     causes=(
         Cause(
             id="pairs_swapped",
@@ -112,8 +112,8 @@ SCENARIO = Scenario(
             config={"reward_position": "last_real_token"}),
         Fix("length_controlled_data", "Rebuild the pairs with length-controlled labels",
             config={"pref_lengths": "balanced"}),
-        Fix("train_longer", "Train the reward model twice as long (80 steps)",
-            scale={"steps": 2}),
+        Fix("train_longer", "Train the reward model half as long again (60 steps)",
+            config={"steps": 60}),
     ),
     # Healthy (bare seeds 0-11): 0.79-0.99 of held-out pairs ranked right. Pairs swapped:
     # 0.00-0.27; reward read at padding: exactly 0.5 (all tied); labels that follow length:

@@ -18,13 +18,13 @@ is read are replaceable functions (`sim/implementations.py`).
 """
 from __future__ import annotations
 
-import dataclasses
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 from .data import BOS, EOS, FIRST_WORD, PAD, SEP, Batch, grammar
-from .implementations import chosen, implements
+from .implementations import chosen, implementations, implements
 
 PROMPT_WORDS = 3
 ANSWER_WORDS = (3, 8)                      # words per answer, uniform
@@ -85,47 +85,56 @@ def answer_words(tokens) -> torch.Tensor:
     return (tokens >= FIRST_WORD).sum(dim=1) - PROMPT_WORDS
 
 
+@lru_cache(maxsize=16)
+def _pairs(vocab_size: int, seed: int, count: int, lengths: str) -> tuple[list, list]:
+    """`count` pairs (preferred rows, other rows), the same for the same arguments (cached:
+    re-runs of a seed share them; callers must not change them)."""
+    gen = torch.Generator().manual_seed(seed)
+    low, high = ANSWER_WORDS
+    # the preferred answers never loop themselves: no word repeats one of the two before it
+    rows = grammar(vocab_size).sample(6 * count, PROMPT_WORDS + high, gen)
+    looping = (rows[:, 2:] == rows[:, 1:-1]) | (rows[:, 2:] == rows[:, :-2])
+    words = rows[~looping[:, PROMPT_WORDS - 1:].any(dim=1)][:count].tolist()
+    # two different lengths per pair: which answer is the longer one is a coin flip
+    first = torch.randint(low, high + 1, (count,), generator=gen)
+    second = low + (first - low + torch.randint(1, high - low + 1, (count,), generator=gen)) \
+        % (high - low + 1)
+    first, second = first.tolist(), second.tolist()
+    preferred, other = [], []
+    for row, a, b in zip(words, first, second):
+        prompt, answer = row[:PROMPT_WORDS], row[PROMPT_WORDS:]
+        good = [BOS, *prompt, SEP, *answer[:a], EOS]
+        loop = [BOS, *prompt, SEP, *[answer[0]] * b, EOS]      # a weak model's answer
+        if lengths == "chosen_longer" and b > a:          # labels that follow length
+            good, loop = loop, good
+        preferred.append(good)
+        other.append(loop)
+    return preferred, other
+
+
+@lru_cache(maxsize=16)
+def _collated(vocab_size: int, seed: int, count: int, lengths: str, order: str,
+              width: int) -> Batch:
+    """`count` pairs collated as the `pair_order` implementation `order` lays them out, padded
+    to `width` tokens (cached like `_pairs`: read, never written)."""
+    rows, labels = implementations("pair_order")[order](*_pairs(vocab_size, seed, count,
+                                                                 lengths))
+    width = max(width, LONGEST)
+    tokens = torch.tensor([row + [PAD] * (width - len(row)) for row in rows])
+    padding = torch.tensor([[False] * len(row) + [True] * (width - len(row)) for row in rows])
+    return Batch(tokens, torch.tensor(labels), padding)
+
+
 class PreferenceStream:
     """Preference pairs, collated once; a batch is `batch_size` pairs (twice as many rows)."""
 
     def __init__(self, config) -> None:
         self.config = config
         self.grammar = grammar(config.vocab_size)
-        self.measured = dataclasses.replace(config, pair_order="chosen_first",
-                                            pref_lengths="balanced")
-        self._collated = self._collate(*self._pairs(config.seed, POOL, config), config)
-        self._eval = self._collate(*self._pairs(config.seed + 7919, HELD_OUT, self.measured),
-                                   self.measured)
-
-    def _pairs(self, seed: int, count: int, config) -> tuple[list, list]:
-        gen = torch.Generator().manual_seed(seed)
-        low, high = ANSWER_WORDS
-        # the preferred answers never loop themselves: no word repeats one of the two before it
-        rows = self.grammar.sample(6 * count, PROMPT_WORDS + high, gen)
-        looping = (rows[:, 2:] == rows[:, 1:-1]) | (rows[:, 2:] == rows[:, :-2])
-        words = rows[~looping[:, PROMPT_WORDS - 1:].any(dim=1)][:count].tolist()
-        # two different lengths per pair: which answer is the longer one is a coin flip
-        first = torch.randint(low, high + 1, (count,), generator=gen)
-        second = low + (first - low + torch.randint(1, high - low + 1, (count,), generator=gen)) \
-            % (high - low + 1)
-        first, second = first.tolist(), second.tolist()
-        preferred, other = [], []
-        for row, a, b in zip(words, first, second):
-            prompt, answer = row[:PROMPT_WORDS], row[PROMPT_WORDS:]
-            good = [BOS, *prompt, SEP, *answer[:a], EOS]
-            loop = [BOS, *prompt, SEP, *[answer[0]] * b, EOS]      # a weak model's answer
-            if config.pref_lengths == "chosen_longer" and b > a:   # labels that follow length
-                good, loop = loop, good
-            preferred.append(good)
-            other.append(loop)
-        return preferred, other
-
-    def _collate(self, preferred: list, other: list, config) -> Batch:
-        rows, labels = chosen(config, "pair_order")(preferred, other)
-        width = max(config.seq_len, LONGEST)
-        tokens = torch.tensor([row + [PAD] * (width - len(row)) for row in rows])
-        padding = torch.tensor([[False] * len(row) + [True] * (width - len(row)) for row in rows])
-        return Batch(tokens, torch.tensor(labels), padding)
+        self._collated = _collated(config.vocab_size, config.seed, POOL, config.pref_lengths,
+                                   config.pair_order, config.seq_len)
+        self._eval = _collated(config.vocab_size, config.seed + 7919, HELD_OUT, "balanced",
+                               "chosen_first", config.seq_len)
 
     def _rows(self, pairs: list[int]) -> Batch:
         index = torch.tensor(pairs)

@@ -124,7 +124,8 @@ class TrainingEngine:
                            ("distinct_2", "distinct-2"), ("stop_rate", "answers that stop"),
                            ("answer_words", "words per answer"),
                            ("optimizer_state_mib", "optimizer state (MiB)"),
-                           ("trainable_share", "trainable share of the parameters")):
+                           ("trainable_share", "trainable share of the parameters"),
+                           ("pref_accuracy", "held-out preference accuracy")):
             if key in s:
                 lines.append(f"{label}: {_num(s[key])}")
         return lines
