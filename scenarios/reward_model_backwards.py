@@ -25,14 +25,14 @@ SCENARIO = Scenario(
         "with a value head, on preference pairs (a prompt, a chosen and a rejected answer;\n"
         "each row [BOS] prompt [SEP] answer [EOS], padded to a max_length of 16 tokens) with\n"
         "the pairwise ranking loss -log sigmoid(r_chosen - r_rejected). The rejected answers\n"
-        "come from a weak model that repeats itself. Last month's reward model ranked about\n"
-        "nine held-out pairs in ten the right way. This week's ranks them at chance, or\n"
+        "come from a weak model that repeats itself. Last month's reward model ranked eight\n"
+        "or nine held-out pairs in ten the right way. This week's ranks them at chance, or\n"
         "backwards, or by how long the answer is. Held-out pairs are built by the grader's own\n"
         "pipeline, with answer lengths drawn independently of which answer is better. Find\n"
         "out why and fix the cause."),
-    # The team's pretrained transformer (sim/pretrained.py) with a value head, 60 steps of 16
-    # pairs at lr 1e-2, cosine, no warmup. Healthy on bare seeds 0-11: held-out accuracy
-    # 0.79-0.99, reward/length correlation -0.12-0.18, no tied pairs.
+    # The team's pretrained transformer (sim/pretrained.py) with a value head, 40 steps of 24
+    # pairs at lr 2e-2, cosine, no warmup (about 0.5 s). Healthy on bare seeds 0-11: held-out
+    # accuracy 0.79-0.94, reward/length correlation -0.01-0.19, no tied pairs.
     base={"model": "reward", "base_model": "pretrained", "data": "preferences", "seq_len": 16,
           "vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 24,
           "steps": 40, "lr": 2e-2, "warmup_steps": 0, "schedule": "cosine", "eval_every": 20},
@@ -115,9 +115,10 @@ SCENARIO = Scenario(
         Fix("train_longer", "Train the reward model half as long again (60 steps)",
             config={"steps": 60}),
     ),
-    # Healthy (bare seeds 0-11): 0.79-0.99 of held-out pairs ranked right. Pairs swapped:
-    # 0.00-0.27; reward read at padding: exactly 0.5 (all tied); labels that follow length:
-    # 0.46-0.55. Training twice as long changes none of them.
+    # Healthy (bare seeds 0-11): 0.79-0.94 of held-out pairs ranked right. Bare seeds 0-5:
+    # pairs swapped 0.03-0.19 (training batches 0.82-0.97); reward read at padding exactly 0.5
+    # (all tied); labels that follow length 0.47-0.55 (reward/length correlation 0.92-0.98).
+    # Training 60 steps instead of 40 changes none of them.
     criterion=Criterion(min_pref_accuracy=0.7),
     resolves={
         "pairs_swapped": ("chosen_first",),
