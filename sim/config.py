@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     # --- model ---
-    model: str = "transformer"      # transformer | mlp
+    model: str = "transformer"      # transformer | mlp | reward (a transformer with a scalar head)
     vocab_size: int = 16            # toy-language vocabulary (incl. 4 special tokens)
     seq_len: int = 24               # tokens per training sequence
     d_model: int = 48               # embedding width
@@ -33,12 +33,13 @@ class TrainConfig:
     lora_alpha: float = 16.0        # the adapter's output is scaled by lora_alpha / r
     lora_targets: str = "hidden,out"  # linear layers that get adapters, by attribute name
     # --- data ---
-    data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding)
+    data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding) | preferences
     train_sequences: int = 0        # markov: size of the training set (epochs repeat it); 0 = endless
     padding_side: str = "right"     # right | left (sft data only)
     length_grouped: bool = False    # sft: batch sequences of similar length together
     sft_lengths: str = "short_answers"  # sft: short_answers | long_answers | four_word_answers
     pad_token: str = "pad"          # sft: what the collator pads with: pad (its own id) | eos
+    pref_lengths: str = "balanced"  # preferences: balanced (lengths drawn apart) | chosen_longer
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
@@ -95,6 +96,8 @@ class TrainConfig:
     confidence_log: str = "python_float"          # loop: the confidence metric it logs
     eval_autograd: str = "graph_free"             # loop: the held-out evaluation
     step_budget: str = "recipe_steps"             # loop: when training ends
+    pair_order: str = "chosen_first"              # preferences: how the collator lays out a pair
+    reward_position: str = "last_real_token"      # reward model: where a row's reward is read
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -106,10 +109,12 @@ class TrainConfig:
         """The settings a config file holds: without the fields that stand for how the code
         is written (those show up as code, never in a run's config), without the LoRA and
         checkpoint fields of a run that uses neither (a PEFT config exists only for PEFT runs),
-        and without the training-set size of a run that reads an endless stream."""
+        the training-set size of a run that reads an endless stream, and how the preference data
+        was labelled (a property of the data set, not a setting)."""
         unused = () if self.lora_r else ("lora_r", "lora_alpha", "lora_targets")
         unused += ("base_model",) if self.base_model == "scratch" else ()
         unused += ("train_sequences",) if not self.train_sequences else ()
+        unused += ("pref_lengths",)   # what the preference data holds: the data shows it
         return {k: v for k, v in self.to_dict().items()
                 if k not in IMPLEMENTATION_FIELDS and k not in unused}
 
@@ -144,6 +149,8 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "confidence_log": ("python_float", "graph_tensor"),
     "eval_autograd": ("graph_free", "graph_kept"),
     "step_budget": ("recipe_steps", "template_steps"),
+    "pair_order": ("chosen_first", "rejected_first"),
+    "reward_position": ("last_real_token", "last_column"),
 }
 
 # Fields that model how the code is written (a code bug is injected by setting one), not
@@ -166,6 +173,7 @@ FIXED_REASONS: dict[str, str] = {
     "data": "the data is part of the problem", "vocab_size": "the data is part of the problem",
     "seq_len": "the data is part of the problem",
     "sft_lengths": "the data is part of the problem",
+    "pref_lengths": "the data is part of the problem",
     "memory_budget_mib": "the device is part of the problem",
     "device": "the hardware is part of the problem",
     "steps": "the step budget is part of the problem",
@@ -180,10 +188,11 @@ FIXED_REASONS: dict[str, str] = {
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("transformer", "mlp"),
+    "model": ("transformer", "mlp", "reward"),
     "base_model": ("scratch", "pretrained"),
     "attn_mask_value": ("min", "-inf"),
-    "data": ("markov", "sft"),
+    "data": ("markov", "sft", "preferences"),
+    "pref_lengths": ("balanced", "chosen_longer"),
     "sft_lengths": ("short_answers", "long_answers", "four_word_answers"),
     "padding_side": ("right", "left"),
     "optimizer": ("adamw", "adam", "sgd"),

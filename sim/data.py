@@ -412,6 +412,7 @@ class SftStream:
 
 
 def make_stream(config):
+    """A language-modelling stream (preference pairs: `preferences.PreferenceStream`)."""
     return SftStream(config) if config.data == "sft" else MarkovStream(config)
 
 

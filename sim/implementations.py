@@ -57,6 +57,8 @@ HOMES: dict[str, tuple[str, str]] = {
     "confidence_log": ("loop", "training loop: the confidence metric logged per micro-batch"),
     "eval_autograd": ("loop", "training loop: the held-out evaluation"),
     "step_budget": ("loop", "training loop: when training ends"),
+    "pair_order": ("preferences", "data: how the collator lays out a preference pair"),
+    "reward_position": ("preferences", "reward model: where a sequence's reward is read"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}

@@ -24,6 +24,7 @@ from .implementations import chosen, implements
 from .pretrained import pretrained_state
 from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
+from .preferences import PreferenceStream, ranking_loss
 from .without_dynamo import optimizer_class
 
 
@@ -94,6 +95,14 @@ def token_loss(logits, targets):
     return loss_sum, (targets != IGNORE).sum()
 
 
+def batch_loss(config: TrainConfig, output, batch: Batch):
+    """The summed loss of a batch and how many items it counts: tokens for a language model,
+    pairs for a reward model (the pairwise ranking loss)."""
+    if config.data == "preferences":
+        return ranking_loss(config, output, batch)
+    return token_loss(output, batch.targets)
+
+
 def autocast_for(config: TrainConfig):
     if config.precision == "fp32":
         return contextlib.nullcontext()
@@ -117,10 +126,11 @@ def evaluate(run: Run, callbacks: CallbackList) -> float:
         callbacks.fire("on_eval_start", run)
         with run.device.untracked():
             batch = run.stream.eval_batch()
+        padding = _to(batch.key_padding, run.config.device)
         with autocast_for(run.config):
-            logits = run.model(batch.tokens.to(run.config.device),
-                               _to(batch.key_padding, run.config.device))
-        loss_sum, count = token_loss(logits, batch.targets.to(run.config.device))
+            logits = run.model(batch.tokens.to(run.config.device), padding)
+        loss_sum, count = batch_loss(run.config, logits, Batch(
+            batch.tokens, batch.targets.to(run.config.device), padding))
         value = (loss_sum / count.clamp(min=1)).item()
     run.model.train()
     return value
@@ -135,10 +145,11 @@ def held_out_loss(run: Run, callbacks: CallbackList) -> float:
         callbacks.fire("on_eval_start", run)
         with run.device.untracked():
             batch = run.stream.eval_batch()
+        padding = _to(batch.key_padding, run.config.device)
         with autocast_for(run.config):
-            logits = run.model(batch.tokens.to(run.config.device),
-                               _to(batch.key_padding, run.config.device))
-        loss_sum, count = token_loss(logits, batch.targets.to(run.config.device))
+            logits = run.model(batch.tokens.to(run.config.device), padding)
+        loss_sum, count = batch_loss(run.config, logits, Batch(
+            batch.tokens, batch.targets.to(run.config.device), padding))
         value = (loss_sum / count.clamp(min=1)).item()
     run.model.train()
     return value
@@ -154,7 +165,7 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     torch.manual_seed(config.seed)
     device = SimulatedDevice(int(config.memory_budget_mib * MiB),
                              enabled=track_memory or config.memory_budget_mib > 0)
-    stream = make_stream(config)
+    stream = PreferenceStream(config) if config.data == "preferences" else make_stream(config)
     model = build_model(config).to(config.device)
     if config.base_model == "pretrained":
         model.load_state_dict(pretrained_state(config, train))
@@ -188,7 +199,7 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
                                                   _to(batch.key_padding, config.device))
                     with device.phase_of("activations"), autocast_for(config):
                         run.logits = model(batch.tokens, batch.key_padding)
-                        loss_sum, n_tokens = token_loss(run.logits, batch.targets)
+                        loss_sum, n_tokens = batch_loss(config, run.logits, batch)
                         loss = mean_loss(loss_sum, n_tokens)
                         loss = hooks.loss(run, loss_sum, n_tokens, loss)
                         log_confidence(run.history, run.logits)

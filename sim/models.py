@@ -178,6 +178,26 @@ class TinyTransformer(nn.Module):
         return groups
 
 
+class RewardModel(TinyTransformer):
+    """The small transformer with a value head instead of the LM head: (batch, time) values,
+    zero at padding positions."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
+                         config.n_head, config.attn_mask_value, config.activation_checkpointing)
+        self.head = nn.Linear(config.d_model, 1, bias=False)
+        nn.init.normal_(self.head.weight, std=0.02)
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        """A language model's checkpoint: everything but its LM head (the value head is new)."""
+        own_head = {"head.weight": self.head.weight.detach().clone()}
+        return super().load_state_dict({**state, **own_head}, strict, assign)
+
+    def forward(self, tokens, key_padding=None, cache=None, positions=None):
+        values = super().forward(tokens, key_padding, cache, positions).squeeze(-1)
+        return values if key_padding is None else values.masked_fill(key_padding, 0.0)
+
+
 @implements("lm_window", "ending_at_token")
 def context_windows(x, context: int):
     """For each position, the embeddings of the `context` tokens it predicts from, side by
@@ -225,6 +245,8 @@ def _init_weights(module: nn.Module) -> None:
 def build_model(config) -> nn.Module:
     """A freshly initialised model (the training loop loads a checkpoint into it where the
     config asks for the pretrained one)."""
+    if config.model == "reward":
+        return RewardModel(config)
     if config.model == "mlp":
         return MlpLM(config.vocab_size, config.d_model, windows=chosen(config, "lm_window"))
     return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,

@@ -470,6 +470,14 @@ def _check_name(result, name: str) -> None:
                      f"choose one of: {', '.join(options)}")
 
 
+def _unit(result, spec) -> str:
+    """The signal's unit; a reward model's loss is per pair (the pairwise ranking loss)."""
+    config = getattr(result, "config", None)
+    if spec.name in ("loss", "eval_loss") and getattr(config, "data", "") == "preferences":
+        return "ranking loss (nats / pair)"
+    return spec.unit
+
+
 def _spec(name: str):
     spec = vocab.get(name)
     return spec.title, spec.unit, spec.log
@@ -493,7 +501,8 @@ def _panel(ax, result, name: str, steps=None, color=None, title: str | None = No
     if floor is not None:
         values = np.append(values, floor)
         _draw_floor(ax, floor)
-    log = _style(ax, title or spec.title, spec.unit, spec.log if drawn else False, values)
+    log = _style(ax, title or spec.title, _unit(result, spec), spec.log if drawn else False,
+                 values)
     if not drawn and name.startswith("mem") and not memory_tracked(result):
         _note(ax, "memory was not tracked in this run", ticks=True)
         _all_steps(ax, result, steps)
@@ -526,7 +535,7 @@ def _loss_panel(ax, result, events: bool = True) -> None:
     if floor is not None:
         values = np.append(values, floor)
     title = f"{loss.title} and {held.title}" if held_drawn else loss.title
-    _style(ax, title, loss.unit, loss.log if drawn or held_drawn else False, values)
+    _style(ax, title, _unit(result, loss), loss.log if drawn or held_drawn else False, values)
     if not (drawn or held_drawn):
         _no_values(ax, result)
     if floor is not None:
@@ -777,7 +786,7 @@ def compare(before, after, name: str, path=None, steps=None):
         values.append(floor)
         _draw_floor(ax, floor)
     values = np.asarray(values, dtype=float)
-    log = _style(ax, f"{spec.title}: before vs after", spec.unit,
+    log = _style(ax, f"{spec.title}: before vs after", _unit(after, spec),
                  spec.log if drawn_any else False, values)
     references = {which: _reference(result, spec) for result, _, which, _, _ in runs}
     if drawn_any and references["before"] == references["after"]:
@@ -872,3 +881,24 @@ def write_run_plots(result, out_dir=None) -> list[Path]:
     if memory_tracked(result):
         paths.append(memory(result, folder / "memory.png"))
     return paths
+
+
+def reward_vs_length(held: dict, path=None):
+    """A reward model on held-out pairs: each answer's reward against its length in words,
+    chosen and rejected answers apart (jittered sideways so equal points stay visible)."""
+    import numpy as np
+    fig, axes = _figure(6.4, 3.9)
+    ax = axes[0][0]
+    jitter = np.random.default_rng(0)
+    for key, words, color, label in (("preferred", "preferred_words", "#2ca02c", "chosen"),
+                                     ("other", "other_words", "#d62728", "rejected")):
+        x = np.asarray(held[words], dtype=float)
+        x = x + jitter.uniform(-0.18, 0.18, len(x)) + (-0.1 if key == "preferred" else 0.1)
+        ax.scatter(x, held[key], s=9, alpha=0.55, color=color, label=label, linewidths=0)
+    ax.set_title("held-out rewards vs answer length", fontsize=10, y=1.0, pad=5)
+    ax.set_xlabel("answer length (words)", fontsize=9)
+    ax.set_ylabel("reward", fontsize=9)
+    ax.tick_params(which="both", labelsize=8)
+    ax.grid(True, alpha=0.3, linewidth=0.6)
+    _fit_single(fig, ax, suptitle=False)
+    return _finish(fig, path)

@@ -81,6 +81,7 @@ class Criterion:
     min_stop_rate: float | None = None       # sft: share of answers that end with EOS
     min_answer_words: float | None = None    # sft: words per answer, on average
     max_optimizer_state_mib: float | None = None  # lora: the optimizer state the memory plan allows
+    min_pref_accuracy: float | None = None   # reward model: held-out pairs ranked the right way
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
     # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
@@ -148,6 +149,8 @@ class Criterion:
                at_least=True)
         _limit(checks, "optimizer state MiB", summary.get("optimizer_state_mib"),
                self.max_optimizer_state_mib)
+        _limit(checks, "held-out preference accuracy", summary.get("pref_accuracy"),
+               self.min_pref_accuracy, at_least=True)
         return checks
 
     def describe(self) -> str:
@@ -166,7 +169,9 @@ class Criterion:
                                  ("training sequences seen", self.min_sequences_seen, ">="),
                                  ("answers that stop", self.min_stop_rate, ">="),
                                  ("words per answer", self.min_answer_words, ">="),
-                                 ("optimizer state MiB", self.max_optimizer_state_mib, "<")):
+                                 ("optimizer state MiB", self.max_optimizer_state_mib, "<"),
+                                 ("held-out preference accuracy", self.min_pref_accuracy,
+                                  ">=")):
             if value is not None:
                 parts.append(f"{label} {op} {value:.4g}" if op != "<" else
                              f"{label} <= {value:.4g}")

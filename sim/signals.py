@@ -38,6 +38,20 @@ class Signal:
         return self.console_label or self.header
 
 
+def _pair_measure(name: str) -> Callable[[Any], Any]:
+    """A reward model's accuracy or margin on the step's batch (None for other runs)."""
+    def measure(run):
+        from .preferences import batch_measures
+        measured = batch_measures(run)
+        return None if measured is None else measured[name]
+    return measure
+
+
+def _heldout_accuracy(run):
+    from .preferences import heldout_accuracy
+    return heldout_accuracy(run)
+
+
 MIB = "MiB (2^20 bytes)"
 NATS = "cross-entropy (nats / token)"
 
@@ -64,6 +78,15 @@ SIGNALS: tuple[Signal, ...] = (
            console_width=8, every_step=False),
     Signal("loss_scale", "fp16 loss scale", "scale factor", True, short="scale", every_step=False),
     Signal("layer_grad_norm", "gradient norm per layer", "L2 norm", True, kind="layers"),
+    # reward models only (a measured signal that answers None is left out of the record)
+    Signal("accuracy", "preference accuracy on the step's batch", "share of pairs ranked right",
+           fmt=".3f", short="acc", every_step=False, floor_zero=True,
+           measure=_pair_measure("accuracy")),
+    Signal("margin", "reward margin on the step's batch", "mean r_chosen - r_rejected",
+           fmt=".3g", every_step=False, measure=_pair_measure("margin")),
+    Signal("eval_accuracy", "held-out preference accuracy", "share of pairs ranked right",
+           kind="points", fmt=".3f", short="eval acc", every_step=False, floor_zero=True,
+           measure=_heldout_accuracy),
 )
 
 BY_NAME: dict[str, Signal] = {signal.name: signal for signal in SIGNALS}

@@ -113,7 +113,7 @@ class Recorder(Callback):
             "mem_mib": run.device.in_use / MiB if run.device.enabled else None,
             "mem_peak_mib": run.device.step_peak / MiB if run.device.enabled else None,
             "eval_loss": run.eval_loss, "loss_scale": run.loss_scale,
-            **{signal.name: signal.measure(run) for signal in MEASURED},
+            **self._measured(run),
         })
         self.records.append(record)
         run.record = record                   # for callbacks after this one (the live table)
@@ -124,6 +124,12 @@ class Recorder(Callback):
         if self._metrics:
             self._metrics.write(record)
             self._timing.write(timing)
+
+    @staticmethod
+    def _measured(run) -> dict:
+        """The signals that bring their own measurement, where they measured something."""
+        values = ((signal.name, signal.measure(run)) for signal in MEASURED)
+        return {name: value for name, value in values if value is not None}
 
     def on_run_end(self, run) -> None:
         device = run.device

@@ -163,7 +163,9 @@ def test_loss_plots_draw_the_scenarios_entropy_floor():
     assert entropy_floor(SimpleNamespace(prepared=SimpleNamespace(
         scenario=registry.get("oom_13b")))) is None
 
-TRAINING = [s for s in registry.all_scenarios() if s.engine == "training"]
+# language models: a reward model's loss has no entropy floor (it demands held-out accuracy)
+TRAINING = [s for s in registry.all_scenarios()
+            if s.engine == "training" and s.base.get("data") != "preferences"]
 # sft_label_mask's window MLP cannot count the words it has written, so it cannot learn when an
 # answer ends as well as the floor assumes (the true generator knows the response length): its
 # healthy runs end 0.39-0.64 of the way in 90 steps, and a transformer that could count does
@@ -173,8 +175,8 @@ TRAINING = [s for s in registry.all_scenarios() if s.engine == "training"]
 # loss_fluctuates' aggressive recipe (AdamW lr 0.1, 60 steps, no clipping) ends 0.44-0.79 of the
 # way on bare seeds 0-6; its tiny-batch cause learns as much (0.44-0.51) and is graded by the loss
 # swing; lr / 10 reaches only 0.22-0.30, below the 35% it demands.
-# never_stops (a pretrained transformer, then 150 SFT steps) reaches 0.35-0.65 of the way on 8
-# seeds: it demands a quarter of the way, and judges stopping.
+# never_stops (a pretrained transformer, then 150 SFT steps) reaches 0.28-0.48 of the way on 34
+# training seeds: it demands a quarter of the way, and judges stopping.
 LOWER_BAR = {"sft_label_mask": 0.3, "lora_wont_learn": 0.3, "never_stops": 0.25,
              "loss_fluctuates": 0.35}
 

@@ -92,6 +92,12 @@ class TrainingEngine:
             result.summary.update(text_metrics)
             result.detail = {"step_logits": torch.cat([t["logits"] for t in trace]),
                              "cache_keys": [t["cache_keys"] for t in trace]}   # per request
+        if trained.run is not None and config.data == "preferences" \
+                and result.status == "completed":
+            from ..preferences import preference_summary
+            scalars, held = preference_summary(trained.run, trained.records[-TAIL:])
+            result.summary.update(scalars)
+            result.detail = {**(result.detail or {}), "heldout_rewards": held}
         if trained.run is not None and config.lora_r:
             result.summary.update(finetuning_summary(trained.run))
         result.summary = {**summarize(result), **result.summary}
@@ -128,7 +134,8 @@ class TrainingEngine:
                            ("distinct_2", "distinct-2"), ("stop_rate", "answers that stop"),
                            ("answer_words", "words per answer"),
                            ("optimizer_state_mib", "optimizer state (MiB)"),
-                           ("trainable_share", "trainable share of the parameters")):
+                           ("trainable_share", "trainable share of the parameters"),
+                           ("pref_accuracy", "held-out preference accuracy")):
             if key in s:
                 lines.append(f"{label}: {_num(s[key])}")
         return lines

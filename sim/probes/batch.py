@@ -159,5 +159,10 @@ ENGINES = ("training",)
 ORDER = 40                      # place in the help list
 
 
+def available(scenario) -> bool:
+    """Language-model batches (tokens and next-token targets); not preference pairs."""
+    return scenario.base.get("data") != "preferences"
+
+
 def run(result: RunResult, args: list[str], plot_dir) -> str:
     return render_batch_stats(batch_stats(result, step_arg(args, "batch 12")))
