@@ -51,6 +51,9 @@ EXPECTED = {
     ("too_good_to_be_true", "targets_not_shifted"): "leakage",
     ("too_good_to_be_true", "heldout_from_train_set"): "leakage",      # with the floor (FLOORS)
     ("never_stops", "eos_masked_as_padding"): "train_eval_mismatch",
+    ("reward_model_backwards", "pairs_swapped"): "train_eval_mismatch",
+    ("reward_model_backwards", "length_labels"): "train_eval_mismatch",
+    ("reward_model_backwards", "reward_at_padding"): "no_gradient",
 }
 PROBE = {
     ("repetitive_decoding", "sampling_ignored"): "decoding only; the samples probe",

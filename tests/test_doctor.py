@@ -142,6 +142,23 @@ def test_spikes_oscillation_slow_progress_and_a_period():
     assert families(log_of(periodic))[0] == "unshuffled_data"
 
 
+def test_the_noise_of_small_batches_is_neither_a_spike_nor_a_swing():
+    """A ranking loss over a few pairs per step: one high batch now and then, and a plateau
+    near 0 with large relative noise, while the weights barely move (a healthy reward model's
+    log); the same curves held two steps, or with large updates, are findings."""
+    descent = [0.69 * math.exp(-i / 8) for i in range(20)]
+    one_high = descent[:]
+    one_high[6] += 0.5
+    plateau = noisy(20, 0.2, 1.5)
+    assert "lr_too_high" not in families(log_of(one_high + plateau,
+                                                update_ratio=[0.005] * 40))
+    held = descent[:]
+    held[6] += 0.5
+    held[7] += 0.5
+    assert "lr_too_high" in families(log_of(held + plateau, update_ratio=[0.005] * 40))
+    assert "lr_too_high" in families(log_of(one_high + plateau, update_ratio=[0.05] * 40))
+
+
 def test_update_ratio_and_a_rising_lr():
     assert "lr_too_high" in families(log_of(smooth(30), update_ratio=[0.3] * 30))
     assert "not_converged" in families(log_of(smooth(30), update_ratio=[1e-7] * 30))

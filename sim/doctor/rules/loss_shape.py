@@ -5,8 +5,11 @@ from __future__ import annotations
 from ..findings import Finding
 from ._stats import fmt, median, steps_text
 
-SPIKE = 0.5             # the loss jumps >= 50% of its first value above its lowest so far
-OSCILLATE = 0.10        # median step-to-step change in the second half >= 10% of the loss
+SPIKE = 0.5             # the loss jumps >= 50% of its first value above its lowest so far,
+                        # for two logged steps or more
+OSCILLATE = 0.10        # median step-to-step change in the second half >= 10% of the loss,
+                        # while the loss no longer falls by more than that change
+OSCILLATE_UPDATE = 1e-2  # ... and the weights move >= 1e-2 of their size per step (if logged)
 SLOW_DROP = 0.25        # the loss fell by < 25% of its first value (to the floor, if known) ...
 SMOOTH = 0.018          # ... and never rose more than 1.8% of its level above its lowest so far
 PERIOD_CORR = 0.5       # autocorrelation of the detrended loss at one lag p >= 2 and at 2p
@@ -23,19 +26,22 @@ def loss_spikes(log) -> Finding | None:
     points = _finite_loss(log)
     if not points:
         return None
-    start, lowest, spikes, peak = points[0][1], points[0][1], [], 0.0
+    start, lowest, high, peak = points[0][1], points[0][1], [], 0.0
     for step, value in points:
-        if value - lowest >= SPIKE * start:
-            spikes.append(step)
-            peak = max(peak, value)
+        high.append(value - lowest >= SPIKE * start)
         lowest = min(lowest, value)
+    # a spike holds for two logged steps or more: one high step alone is a noisy batch
+    spikes = [step for i, (step, value) in enumerate(points) if high[i] and (
+        (i + 1 < len(points) and high[i + 1]) or (i > 0 and high[i - 1]))]
     if not spikes:
         return None
+    peak = max(value for step, value in points if step in set(spikes))
     return Finding(
         "loss_spikes", "lr_too_high",
         f"the loss jumps to {fmt(peak)} (it started at {fmt(start)}) and settles higher than "
         f"a stable run would", steps_text(spikes), 0.8 if spikes[0] < points[-1][0] / 3
-        else 0.6, f"loss >= its lowest so far + {SPIKE:.0%} of its first value",
+        else 0.6, f"loss >= its lowest so far + {SPIKE:.0%} of its first value, for >= 2 "
+        "logged steps",
         ("the learning rate is too high: early steps overshoot and the model lands somewhere "
          "worse", "too short a warmup", "no clipping"),
         ("plot loss and grad_norm over the first steps", "an LR range test; lower the lr or "
@@ -52,11 +58,22 @@ def oscillation(log) -> Finding | None:
     swing = median([abs(b - a) for a, b in zip(tail, tail[1:])])
     if level <= 0 or swing < OSCILLATE * level:
         return None
+    # a loss still coming down by more than its swing is a noisy descent (small batches near
+    # a floor of 0, as a ranking loss has), not a swing around a level
+    half = len(tail) // 2
+    if median(tail[:half]) - median(tail[half:]) > swing:
+        return None
+    # a swing while the weights barely move is the noise of small batches, which averaging
+    # over steps removes; an lr that makes the loss swing moves them (when the log says)
+    updates = [v for step, v in log.finite("update_ratio") if step >= points[len(points) // 2][0]]
+    if updates and median(updates) < OSCILLATE_UPDATE:
+        return None
     return Finding(
         "oscillation", "lr_too_high",
         f"the loss swings by {fmt(swing)} from step to step around {fmt(level)} in the second "
         "half", f"steps {points[len(points) // 2][0]}-{points[-1][0]}", 0.6,
-        f"median step-to-step change >= {OSCILLATE:.0%} of the loss",
+        f"median step-to-step change >= {OSCILLATE:.0%} of the loss, which no longer falls "
+        f"by more than that, with a median update/weight ratio >= {OSCILLATE_UPDATE:g}",
         ("the learning rate is too high for the batch size", "a batch too small (noisy "
          "gradients)"),
         ("lower the lr or raise the batch (accumulate)", "plot the update ratio"),
