@@ -248,7 +248,7 @@ def test_the_doctor_reads_only_the_log():
 # --- real runs ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("scenario, seed", [("nan_loss", 0), ("nan_loss", 1), ("bad_lr", 0),
-                                            ("bad_lr", 1)])
+                                            ("bad_lr", 1), ("reward_model_backwards", 0)])
 def test_no_false_alarm_on_healthy_runs(tmp_path, scenario, seed):
     app.execute(app.prepare(scenario, seed), tmp_path)
     assert doctor.diagnose(tmp_path).findings == []
