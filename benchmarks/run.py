@@ -96,15 +96,28 @@ def debugsim_cmd(*args: str) -> list[str]:
     return [sys.executable, "-c", "from debugsim import cli; cli.main()", *args]
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
+def timed(cmd: list[str], cwd: Path, env: dict | None = None
+          ) -> tuple[float, float, subprocess.CompletedProcess]:
     """Wall-clock seconds and CPU seconds (user + system) of one child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu, proc
+
+
+def cold_home(work: Path) -> dict:
+    """The environment of a check that finds none of its runs kept: a fresh debugsim home
+    holding only the pretrained checkpoints (made once, as a downloaded model would be), so a
+    check never reuses the broken run that `run` kept a moment before (sim/run_store.py)."""
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=work))
+    shared = Path(os.environ["DEBUGSIM_HOME"]) / "cache"
+    (home / "cache").mkdir()
+    for checkpoint in shared.glob("pretrained-*.pt"):
+        shutil.copy(checkpoint, home / "cache" / checkpoint.name)
+    return {**os.environ, "DEBUGSIM_HOME": str(home)}
 
 
 def spread(values, unit: str = "") -> str:
@@ -176,6 +189,8 @@ def bench_cli(table: Table, repeats: int, work: Path, sections) -> None:
         if "check" in sections and p["fix"]:
             jobs[f"check {p['id']}"] = debugsim_cmd("check", p["id"], "--seed", "0", "--cause",
                                                     p["cause"], "--fix", p["fix"], "--json")
+            if "run" in sections and p["id"] == "nan_loss":     # a learner's usual order
+                jobs["check nan_loss after run"] = jobs[f"check {p['id']}"]
     unit_wall, unit_cpu = [], []
     wall = {name: [] for name in jobs}
     cpu = {name: [] for name in jobs}
@@ -187,7 +202,8 @@ def bench_cli(table: Table, repeats: int, work: Path, sections) -> None:
         for name, cmd in jobs.items():
             out = work / f"out-{rep}"
             cmd = [str(out) if part == "OUT" else part for part in cmd]
-            seconds, cpu_seconds, proc = timed(cmd, work)
+            seconds, cpu_seconds, proc = timed(cmd, work, cold_home(work) if name.startswith(
+                "check ") and not name.endswith("after run") else None)
             wall[name].append(seconds)
             cpu[name].append(cpu_seconds)
             if name.startswith("run "):
@@ -217,10 +233,12 @@ def bench_cli(table: Table, repeats: int, work: Path, sections) -> None:
         if name.startswith("check "):
             p = next(p for p in plan if p["id"] == name.split()[1])
             detail = f"--seed 0 --cause {p['cause']} --fix {p['fix']}; " + detail
+            detail = ("the broken run kept by `run` just before; " if name.endswith("after run")
+                      else "a home without kept runs; ") + detail
         if name in failures:
             detail = f"FAILED {failures[name]}; " + detail
-        goal = RUN_GOAL if name.startswith("run ") else CHECK_GOAL if name.startswith("check ") \
-            else None
+        goal = RUN_GOAL if name.startswith("run ") else None if name.endswith("after run") \
+            else CHECK_GOAL if name.startswith("check ") else None
         table.ratio(name, value, goal, detail, ok=name not in failures)
     for p in plan:
         if "check" in sections and not p["fix"]:

@@ -17,7 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from . import engines, home, incidents, registry, runs
+from . import engines, home, incidents, registry, run_store, runs
 from .config import ConfigError
 from .engines.base import Prepared, RunOptions
 from .painter import Painter
@@ -221,6 +221,8 @@ def run(prepared: Prepared, out: Path | None = None, live: bool = False,
         if painter:
             painter.cancel()
         raise
+    if track_memory is None and not memory_snapshot:
+        run_store.save(result)                 # a later check of this incident reuses it
     drawn = painter.draw(result) if painter else ()
     _write_report(result, out, drawn)
     if tensorboard:
@@ -258,6 +260,8 @@ def run_drawing_later(prepared: Prepared, out: Path | None = None, live: bool = 
     import threading
     out = Path(out) if out else default_out(prepared)
     result = execute(prepared, out, live, track_memory)
+    if track_memory is None:
+        run_store.save(result)
     _write_report(result, out, ())
     (out / "plots").mkdir(parents=True, exist_ok=True)
     drawn: list = []
@@ -309,7 +313,9 @@ def check(scenario_or_id, seed: int, named_cause: str, fixes: Sequence[str] = ()
           settings=None, key: str | None = None):
     """Grade an answer for the seed's incident (validated before anything runs); the attempt
     is recorded in the debugsim home."""
-    verdict = grade(incident(scenario_or_id, seed, key=key), named_cause, fixes, settings)
+    broken = incident(scenario_or_id, seed, key=key)
+    verdict = grade(broken, named_cause, fixes, settings, before=run_store.load(broken))
+    run_store.save(verdict.before)
     record_attempt(verdict)
     return verdict
 

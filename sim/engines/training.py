@@ -25,6 +25,7 @@ class TrainingEngine:
     working = "Running the broken training ..."
     rerunning = "Re-running the same seeded training with your fix ..."
     plots_from_records = True      # write_plots reads no `detail` (see sim/painter.py)
+    keeps_runs = True              # finished runs are worth keeping on disk (sim/run_store.py)
 
     def parse_settings(self, pairs: Sequence[str]) -> dict[str, Any]:
         return parse_assignments(pairs)
