@@ -247,6 +247,9 @@ def build_model(config) -> nn.Module:
     config asks for the pretrained one)."""
     if config.model == "reward":
         return RewardModel(config)
+    if config.model == "dpo":
+        from .dpo import DPOModel
+        return DPOModel(config)
     if config.model == "mlp":
         return MlpLM(config.vocab_size, config.d_model, windows=chosen(config, "lm_window"))
     return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,

@@ -43,7 +43,7 @@ def _pair_measure(name: str) -> Callable[[Any], Any]:
     def measure(run):
         from .preferences import batch_measures
         measured = batch_measures(run)
-        return None if measured is None else measured[name]
+        return None if measured is None else measured.get(name)
     return measure
 
 
@@ -82,8 +82,16 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("accuracy", "preference accuracy on the step's batch", "share of pairs ranked right",
            fmt=".3f", short="acc", every_step=False, floor_zero=True,
            measure=_pair_measure("accuracy")),
-    Signal("margin", "reward margin on the step's batch", "mean r_chosen - r_rejected",
+    Signal("margin", "reward margin on the step's batch (DPO: the implicit one)",
+           "mean r_chosen - r_rejected",
            fmt=".3g", every_step=False, measure=_pair_measure("margin")),
+    # DPO only: the team's log-ratios log pi_theta(y|x) - log pi_ref(y|x) on the step's batch
+    Signal("chosen_logratio", "log-ratio of the chosen answers to the reference",
+           "mean log pi/pi_ref (nats / answer)", fmt=".3g", short="chosen lr", every_step=False,
+           measure=_pair_measure("chosen_logratio")),
+    Signal("rejected_logratio", "log-ratio of the rejected answers to the reference",
+           "mean log pi/pi_ref (nats / answer)", fmt=".3g", short="rejected lr",
+           every_step=False, measure=_pair_measure("rejected_logratio")),
     Signal("eval_accuracy", "held-out preference accuracy", "share of pairs ranked right",
            kind="points", fmt=".3f", short="eval acc", every_step=False, floor_zero=True,
            measure=_heldout_accuracy),
