@@ -13,7 +13,7 @@ from ..sim.tells import (Tell, all_of, logged_logratios_zero, none_of, summary_a
                          summary_at_most)
 
 WEIGHT_DECAY = Change("Set weight decay to 0.01 for the DPO run", {"weight_decay": 0.01})
-EVAL = Change("Evaluate every 10 steps", {"eval_every": 10})
+EVAL = Change("Evaluate every 20 steps", {"eval_every": 20})
 REFERENCE_CODE = "Moved the reference model's setup into the trainer's constructor"
 LOSS_CODE = "Rewrote the DPO loss so that it also returns the implicit rewards for logging"
 
@@ -35,10 +35,10 @@ SCENARIO = Scenario(
         "Held-out pairs are judged by the grader against the pretrained model itself. Find out\n"
         "why and fix the cause."),
     # The team's pretrained transformer (sim/pretrained.py), beta 0.2, 40 steps of 16 pairs at
-    # lr 8e-3, cosine, no warmup (about 0.5 s).
+    # lr 1.2e-2, cosine, no warmup (about 0.5 s).
     base={"model": "dpo", "base_model": "pretrained", "data": "preferences", "seq_len": 16,
           "vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 16,
-          "steps": 40, "lr": 8e-3, "warmup_steps": 0, "schedule": "cosine", "eval_every": 20,
+          "steps": 40, "lr": 1.2e-2, "warmup_steps": 0, "schedule": "cosine", "eval_every": 0,
           "dpo_beta": 0.2},
     causes=(
         Cause(
@@ -84,11 +84,11 @@ SCENARIO = Scenario(
                 "less likely than under the reference. Write the logit as in the paper (beta\n"
                 "once), and read the log-ratios, not just the loss."),
             tell="the loss stays high (~0.2 at the end) and the logged implicit-reward margin "
-                 "small (under 3) although the logged log-ratio margin is large (30+ nats) and "
+                 "small (under 4) although the logged log-ratio margin is large (30+ nats) and "
                  "growing; held-out, the policy has moved far from the pretrained model (KL)",
             changes=(LOSS_CODE,),
             signal=Tell("plot loss, plot chosen_logratio, logratios", all_of(
-                summary_at_most("train_margin", 3), summary_at_least("train_logratio_margin", 30),
+                summary_at_most("train_margin", 4), summary_at_least("train_logratio_margin", 30),
                 none_of(logged_logratios_zero))),
             hints=("Plot the loss against the logged log-ratios (plot loss, plot "
                    "chosen_logratio, plot rejected_logratio).",
@@ -111,11 +111,11 @@ SCENARIO = Scenario(
                 "log-ratio (implicit reward r = beta * log pi/pi_ref); typical values are\n"
                 "0.01-0.5."),
             tell="the logged implicit-reward margin is huge (20+) while the log-ratio margin "
-                 "stays small (held-out under 21 nats, about half a healthy run's) (plot margin, "
+                 "stays small (held-out under 23 nats, about half a healthy run's) (plot margin, "
                  "logratios)",
             changes=(LOSS_CODE,),
             signal=Tell("plot margin, logratios", all_of(
-                summary_at_least("train_margin", 20), summary_at_most("logratio_margin", 21))),
+                summary_at_least("train_margin", 20), summary_at_most("logratio_margin", 23))),
             hints=("Compare the loss with how far the log-ratios moved (plot loss, plot "
                    "rejected_logratio, logratios).",
                    "The loss is almost 0 but the looping answers are only a little less likely "
@@ -129,11 +129,8 @@ SCENARIO = Scenario(
             config={"dpo_scale": "beta_on_margin"}),
         Fix("train_longer", "Train half as long again (60 steps)", config={"steps": 60}),
     ),
-    # Healthy (bare seeds 0-2): KL 0.99-1.08 nats/token, rejected log-ratio -28.3 to -29.6;
-    # 60 steps change neither much (KL 1.03-1.06). Reference = policy: KL 1.76-1.90; beta
-    # twice: 1.45-1.56 (both grow with more steps); beta dividing: rejected -15.8 to -17.8.
-    criterion=Criterion(min_pref_accuracy=0.9, max_kl_chosen=1.25,
-                        max_rejected_logratio=-22.0),
+    # Measured on seeds 0-5 (bare, and incidents of key unseen-x): see the README's note.
+    criterion=Criterion(min_pref_accuracy=0.9, max_kl_words=1.4, max_rejected_logratio=-25.0),
     resolves={
         "reference_is_policy": ("frozen_reference",),
         "beta_too_small": ("beta_once",),

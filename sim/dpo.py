@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Batch
+from .data import FIRST_WORD, Batch
 from .implementations import chosen, implements
 from .models import TinyTransformer
 from .preferences import PROMPT_WORDS, accuracy
@@ -114,8 +114,7 @@ class DPOModel(nn.Module):
 def answer_logps(logits, tokens, padding, start: int = ANSWER_START):
     """Each row's log-probability of its answer: the sum over the answer's tokens (its words
     and EOS; from index `start` on, padding left out) of log p(token | what precedes it)."""
-    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    picked = logps.gather(2, tokens[:, 1:, None]).squeeze(2)
+    picked = _token_logps(logits, tokens)
     positions = torch.arange(1, tokens.shape[1], device=tokens.device)
     keep = (positions >= start)[None, :] & ~padding[:, 1:]
     return (picked * keep).sum(dim=1)
@@ -177,7 +176,16 @@ def per_token_kl(logits, reference):
 def heldout(run) -> dict:
     """The policy on the held-out pairs, by the grader's own code: per pair the log-ratios
     (against the pretrained model) of chosen and rejected answers, and per chosen answer the
-    policy's and the pretrained model's summed log-prob and its token count."""
+    policy's and the pretrained model's summed log-prob, its token count and the per-token KL
+    of the policy from the pretrained model. Measured once per step (the last step's
+    evaluation and the run's summary share it: the model does not change in between)."""
+    cached = getattr(run, "_dpo_heldout", None)
+    if cached is None or cached[0] != run.step:
+        run._dpo_heldout = run.step, _measure_heldout(run)
+    return run._dpo_heldout[1]
+
+
+def _measure_heldout(run) -> dict:
     batch = run.stream.eval_batch()
     policy = run.model.policy
     was_training = policy.training
@@ -185,21 +193,27 @@ def heldout(run) -> dict:
     with torch.no_grad():
         logits = policy(batch.tokens, batch.key_padding)
         reference = _pretrained(run)(batch.tokens, batch.key_padding)
-        now = answer_logps(logits, batch.tokens, batch.key_padding)
-        before = answer_logps(reference, batch.tokens, batch.key_padding)
-        kl = per_token_kl(logits, reference)
     policy.train(was_training)
+    now = answer_logps(logits, batch.tokens, batch.key_padding)
+    before = answer_logps(reference, batch.tokens, batch.key_padding)
     good = batch.targets == 1
-    tokens = (~batch.key_padding[:, ANSWER_START:]).sum(dim=1)
-    # the next-token distributions that predict the chosen answers' tokens
-    positions = torch.arange(batch.tokens.shape[1] - 1)
-    predicting = (positions >= ANSWER_START - 1)[None, :] & ~batch.key_padding[:, 1:]
-    predicting &= good[:, None]
+    # the language itself: in the chosen (good) answers, the positions that predict a word from
+    # the two words before it (not the first word after [SEP], not EOS)
+    targets = batch.tokens[:, 1:]
+    positions = torch.arange(1, batch.tokens.shape[1])
+    words = good[:, None] & (positions > ANSWER_START)[None, :] & (targets >= FIRST_WORD)
     ratio = now - before
     return {"chosen_ratio": ratio[good], "rejected_ratio": ratio[~good],
-            "chosen_logp": now[good], "chosen_logp_before": before[good],
-            "rejected_logp": now[~good], "rejected_logp_before": before[~good],
-            "chosen_tokens": tokens[good], "chosen_kl": kl[:, :-1][predicting]}
+            "chosen_logp": now[good], "rejected_logp": now[~good],
+            "word_kl": per_token_kl(logits[:, :-1], reference[:, :-1])[words],
+            "word_nll": -_token_logps(logits, batch.tokens)[words],
+            "word_nll_before": -_token_logps(reference, batch.tokens)[words]}
+
+
+def _token_logps(logits, tokens):
+    """log p(token t+1 | tokens up to t) at each position t."""
+    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logps.gather(2, tokens[:, 1:, None]).squeeze(2)
 
 
 def heldout_accuracy(run) -> float:
@@ -208,25 +222,28 @@ def heldout_accuracy(run) -> float:
 
 
 def dpo_summary(run, tail: list[dict]) -> tuple[dict, dict]:
-    """The end of a DPO run on held-out pairs (scalars for the summary) and the per-pair
-    numbers for the probe."""
+    """The end of a DPO run on held-out pairs (scalars for the summary, with the logged batch
+    measures averaged over `tail`, the last step records) and the per-pair log-ratios for the
+    probe."""
     held = heldout(run)
-    tokens = float(held["chosen_tokens"].sum())
     batch = [r for r in tail if r.get("accuracy") is not None]
-    logged = [r["chosen_logratio"] - r["rejected_logratio"] for r in batch]
+
+    def mean(values) -> float:
+        values = list(values)
+        return sum(values) / len(values) if values else float("nan")
     summary = {
         "pref_accuracy": accuracy(held["chosen_ratio"], held["rejected_ratio"]),
-        "train_accuracy": sum(r["accuracy"] for r in batch) / len(batch) if batch
-        else float("nan"),
-        "train_logratio_margin": sum(logged) / len(logged) if logged else float("nan"),
-        "train_margin": sum(r["margin"] for r in batch) / len(batch) if batch
-        else float("nan"),
         "chosen_logratio": float(held["chosen_ratio"].mean()),
         "rejected_logratio": float(held["rejected_ratio"].mean()),
         "logratio_margin": float((held["chosen_ratio"] - held["rejected_ratio"]).mean()),
         "policy_prefers_chosen": accuracy(held["chosen_logp"], held["rejected_logp"]),
-        "kl_chosen": float(held["chosen_kl"].mean()),
-        "answer_nll": -float(held["chosen_logp"].sum()) / tokens,
-        "answer_nll_before": -float(held["chosen_logp_before"].sum()) / tokens,
+        "kl_words": float(held["word_kl"].mean()),
+        "nll_words": float(held["word_nll"].mean()),
+        "nll_words_before": float(held["word_nll_before"].mean()),
+        "train_accuracy": mean(r["accuracy"] for r in batch),
+        "train_margin": mean(r["margin"] for r in batch),
+        "train_logratio_margin": mean(r["chosen_logratio"] - r["rejected_logratio"]
+                                      for r in batch),
     }
-    return summary, {name: values.tolist() for name, values in held.items()}
+    return summary, {"chosen_ratio": held["chosen_ratio"].tolist(),
+                     "rejected_ratio": held["rejected_ratio"].tolist()}

@@ -21,8 +21,9 @@ def render_logratios(result: RunResult, pairs: int = 6) -> str:
              f"{s['pref_accuracy']:.3f}",
              f"the policy gives the chosen answer the higher likelihood: "
              f"{s['policy_prefers_chosen']:.3f}",
-             f"loss of the chosen answers (nats / token): {s['answer_nll']:.3f} "
-             f"(pretrained: {s['answer_nll_before']:.3f})",
+             f"good answers, each word after the first: loss {s['nll_words']:.3f} nats / word "
+             f"(pretrained model: {s['nll_words_before']:.3f}), KL to the pretrained model "
+             f"{s['kl_words']:.3f} nats / word",
              f"logged by the training loss (last steps): log-ratio margin "
              f"{s['train_logratio_margin']:+.3f}, accuracy {s['train_accuracy']:.3f}",
              f"first {pairs} pairs:  chosen log-ratio   rejected log-ratio"]
