@@ -29,11 +29,11 @@ SCENARIO = Scenario(
         "itself. The loss is -log sigmoid(beta * (ratio_chosen - ratio_rejected)), a ratio\n"
         "being log pi(answer | prompt) - log pi_ref(answer | prompt) summed over the answer's\n"
         "tokens, against a frozen reference (the model as training starts). Last month's run\n"
-        "made the looping answers far less likely (by 20+ nats) while the good answers stayed\n"
-        "at least as likely as before. This week's DPO loss sits at log 2, or hardly moves, or\n"
-        "drops to zero while the policy learns little, or the good answers lose likelihood.\n"
-        "Held-out pairs are judged by the grader against the pretrained model itself. Find out\n"
-        "why and fix the cause."),
+        "made the looping answers far less likely (a log-ratio of -30 nats or lower) and still\n"
+        "predicted the words of good answers nearly as well (under 3.2 nats a word). This\n"
+        "week's DPO loss sits at log 2, or stays high, or drops to zero while the policy learns\n"
+        "little; or the policy drifts and no longer predicts good answers. Held-out pairs are\n"
+        "judged by the grader against the pretrained model itself. Find out why and fix it."),
     # The team's pretrained transformer (sim/pretrained.py), beta 0.2, 40 steps of 16 pairs at
     # lr 1.2e-2, cosine, no warmup (about 0.5 s).
     base={"model": "dpo", "base_model": "pretrained", "data": "preferences", "seq_len": 16,
@@ -60,7 +60,8 @@ SCENARIO = Scenario(
                 "eval mode) and check that the log-ratios are exactly 0 only at the first step."),
             tell="the loss is exactly log 2 = 0.693 and the logged log-ratios of chosen and "
                  "rejected answers are exactly 0 at every step (plot chosen_logratio), while "
-                 "held-out the good answers lose likelihood (logratios)",
+                 "held-out the policy has moved far (log-ratio margin 70+ nats) and predicts good "
+                 "answers' words far worse (logratios)",
             changes=(REFERENCE_CODE,),
             signal=Tell("plot chosen_logratio, logratios", logged_logratios_zero),
             hints=("Plot the loss and the logged log-ratios (plot loss, plot chosen_logratio, "
@@ -79,13 +80,14 @@ SCENARIO = Scenario(
                 "beta^2 * (ratio_chosen - ratio_rejected), an effective beta of 0.04. Beta is\n"
                 "the strength of DPO's KL anchor: the loss stops pulling once beta * margin is\n"
                 "a few units. With a tiny beta it never gets there: the loss falls slowly and\n"
-                "stays high (~0.25) while the log-ratio margin keeps growing far past where a\n"
-                "healthy run stops (35+ nats), and the policy drifts: the good answers become\n"
-                "less likely than under the reference. Write the logit as in the paper (beta\n"
-                "once), and read the log-ratios, not just the loss."),
+                "stays high (~0.2) while the log-ratio margin keeps growing far past where a\n"
+                "healthy run levels off (55+ nats held-out against about 30), and the policy\n"
+                "drifts: its loss on the words of good answers rises from the pretrained model's\n"
+                "1.7 nats to 3.4-4.0 (a healthy run: 2.7-3.0). Write the logit as in the paper\n"
+                "(beta once), and read the log-ratios, not just the loss."),
             tell="the loss stays high (~0.2 at the end) and the logged implicit-reward margin "
                  "small (under 4) although the logged log-ratio margin is large (30+ nats) and "
-                 "growing; held-out, the policy has moved far from the pretrained model (KL)",
+                 "growing; held-out, the good answers' words are predicted far worse (logratios)",
             changes=(LOSS_CODE,),
             signal=Tell("plot loss, plot chosen_logratio, logratios", all_of(
                 summary_at_most("train_margin", 4), summary_at_least("train_logratio_margin", 30),
@@ -103,9 +105,10 @@ SCENARIO = Scenario(
             explanation=(
                 "The rewritten loss divided the log-ratios by beta, as if beta were a softmax\n"
                 "temperature: an effective beta of 1/0.2 = 5. A large beta is a strong KL anchor:\n"
-                "a margin of under a nat already makes the pair logit large, the loss drops to\n"
-                "almost 0 within a few steps, its gradient (weighted by sigmoid(-logit))\n"
-                "vanishes, and the policy stops where it is. The loss looks perfect and the\n"
+                "a margin of one nat already makes the pair logit 5, the loss of most pairs\n"
+                "drops to almost 0 within a few steps, their gradient (weighted by\n"
+                "sigmoid(-logit)) vanishes, and the policy stops close to where it is. The\n"
+                "loss looks fine (a pair ranked the wrong way still costs a lot) and the\n"
                 "logged implicit-reward margin is huge, but held-out the looping answers are\n"
                 "only about half as far down as a healthy run pushes them. Beta multiplies the\n"
                 "log-ratio (implicit reward r = beta * log pi/pi_ref); typical values are\n"
@@ -130,7 +133,7 @@ SCENARIO = Scenario(
         Fix("train_longer", "Train half as long again (60 steps)", config={"steps": 60}),
     ),
     # Measured on seeds 0-5 (bare, and incidents of key unseen-x): see the README's note.
-    criterion=Criterion(min_pref_accuracy=0.9, max_kl_words=1.4, max_rejected_logratio=-25.0),
+    criterion=Criterion(min_pref_accuracy=0.9, max_word_loss=3.2, max_rejected_logratio=-28.0),
     resolves={
         "reference_is_policy": ("frozen_reference",),
         "beta_too_small": ("beta_once",),

@@ -83,7 +83,7 @@ class Criterion:
     max_optimizer_state_mib: float | None = None  # lora: the optimizer state the memory plan allows
     min_pref_accuracy: float | None = None   # reward model: held-out pairs ranked the right way
     # dpo: held-out log-ratios log pi/pi_ref (nats per answer) against the pretrained model
-    max_kl_words: float | None = None           # KL(policy || pretrained) per word of good answers
+    max_word_loss: float | None = None          # held-out loss per word of good answers (drift)
     max_rejected_logratio: float | None = None  # the weak model's answers made this much less likely
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
@@ -154,8 +154,8 @@ class Criterion:
                self.max_optimizer_state_mib)
         _limit(checks, "held-out preference accuracy", summary.get("pref_accuracy"),
                self.min_pref_accuracy, at_least=True)
-        _limit(checks, "KL to the pretrained model on good answers", summary.get("kl_words"),
-               self.max_kl_words)
+        _limit(checks, "loss on good answers' words", summary.get("nll_words"),
+               self.max_word_loss)
         _limit(checks, "rejected answers' log-ratio", summary.get("rejected_logratio"),
                self.max_rejected_logratio)
         return checks
@@ -179,8 +179,7 @@ class Criterion:
                                  ("optimizer state MiB", self.max_optimizer_state_mib, "<"),
                                  ("held-out preference accuracy", self.min_pref_accuracy,
                                   ">="),
-                                 ("KL to the pretrained model on good answers",
-                                  self.max_kl_words, "<"),
+                                 ("loss on good answers' words", self.max_word_loss, "<"),
                                  ("rejected answers' log-ratio", self.max_rejected_logratio,
                                   "<")):
             if value is not None:
