@@ -26,11 +26,9 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .data import FIRST_WORD, Batch
 from .implementations import chosen, implements
-from .models import TinyTransformer
 from .preferences import PROMPT_WORDS, accuracy
 
 ANSWER_START = 1 + PROMPT_WORDS + 1            # [BOS] prompt [SEP]: the answer's first index
@@ -79,38 +77,6 @@ def dpo_logits(chosen_ratio, rejected_ratio, beta):
     return chosen_rewards - rejected_rewards
 
 
-class DPOModel(nn.Module):
-    """The policy (the pretrained transformer LM, the only parameters the optimizer sees) and
-    its reference, made by the team's code once the checkpoint is loaded. Given a padded batch
-    it returns the policy's and the reference's logits stacked, (2, batch, time, vocab); for
-    decoding (a cache, or no padding mask) the policy's logits alone."""
-
-    def __init__(self, config) -> None:
-        super().__init__()
-        self.config = config
-        self.policy = TinyTransformer(config.vocab_size, config.seq_len, config.d_model,
-                                      config.n_layer, config.n_head, config.attn_mask_value,
-                                      config.activation_checkpointing)
-        self.__dict__["reference"] = chosen(config, "dpo_reference")(self.policy)
-
-    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
-        """A language model's checkpoint goes into the policy; the reference is made from it."""
-        loaded = self.policy.load_state_dict(state, strict, assign)
-        self.__dict__["reference"] = chosen(self.config, "dpo_reference")(self.policy)
-        return loaded
-
-    def forward(self, tokens, key_padding=None, cache=None, positions=None):
-        logits = self.policy(tokens, key_padding, cache, positions)
-        if cache is not None or key_padding is None:
-            return logits
-        with torch.no_grad():
-            reference = self.reference(tokens, key_padding)
-        return torch.stack([logits, reference])
-
-    def layer_groups(self) -> dict[str, list[nn.Parameter]]:
-        return self.policy.layer_groups()
-
-
 def answer_logps(logits, tokens, padding, start: int = ANSWER_START):
     """Each row's log-probability of its answer: the sum over the answer's tokens (its words
     and EOS; from index `start` on, padding left out) of log p(token | what precedes it)."""
@@ -152,21 +118,6 @@ def batch_measures(run) -> dict:
     return cached[1]
 
 
-def _pretrained(run):
-    """The pretrained LM itself, frozen: what the grader measures the policy against."""
-    model = getattr(run, "_pretrained_reference", None)
-    if model is None:
-        from .loop import train
-        from .pretrained import pretrained_state
-        config = run.config
-        model = TinyTransformer(config.vocab_size, config.seq_len, config.d_model,
-                                config.n_layer, config.n_head, config.attn_mask_value)
-        model.load_state_dict(pretrained_state(config, train))
-        model.eval().requires_grad_(False)
-        run._pretrained_reference = model
-    return model
-
-
 def per_token_kl(logits, reference):
     """KL(policy || reference) of the next-token distribution at each position (nats)."""
     logp, logq = torch.log_softmax(logits.float(), -1), torch.log_softmax(reference.float(), -1)
@@ -192,7 +143,7 @@ def _measure_heldout(run) -> dict:
     policy.eval()
     with torch.no_grad():
         logits = policy(batch.tokens, batch.key_padding)
-        reference = _pretrained(run)(batch.tokens, batch.key_padding)
+        reference = run.model.start(batch.tokens, batch.key_padding)
     policy.train(was_training)
     now = answer_logps(logits, batch.tokens, batch.key_padding)
     before = answer_logps(reference, batch.tokens, batch.key_padding)

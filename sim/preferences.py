@@ -163,12 +163,9 @@ class PreferenceStream:
 
 def batch_measures(run) -> dict | None:
     """The step's batch as the loss saw it: accuracy and mean margin (None outside
-    preference runs; a DPO run's measures are `dpo.batch_measures`)."""
+    preference runs)."""
     if run.config.data != "preferences" or run.logits is None:
         return None
-    if run.config.model == "dpo":
-        from .dpo import batch_measures as dpo_measures
-        return dpo_measures(run)
     cached = getattr(run, "_pair_measures", None)      # two signals read it each step
     if cached is None or cached[0] != run.step:
         with torch.no_grad():
@@ -199,9 +196,6 @@ def heldout_accuracy(run) -> float | None:
     runs)."""
     if run.config.data != "preferences" or run.eval_loss is None:
         return None
-    if run.config.model == "dpo":
-        from .dpo import heldout_accuracy as dpo_accuracy
-        return dpo_accuracy(run)
     held = heldout_rewards(run.model, run.stream, run.config)
     return accuracy(held["preferred"], held["other"])
 

@@ -39,8 +39,11 @@ class Signal:
 
 
 def _pair_measure(name: str) -> Callable[[Any], Any]:
-    """A reward model's accuracy or margin on the step's batch (None for other runs)."""
+    """A reward model's or a DPO run's measure on the step's batch (None for other runs)."""
     def measure(run):
+        if run.config.model == "dpo":
+            from .dpo import batch_measures
+            return None if run.logits is None else batch_measures(run)[name]
         from .preferences import batch_measures
         measured = batch_measures(run)
         return None if measured is None else measured.get(name)
@@ -48,6 +51,9 @@ def _pair_measure(name: str) -> Callable[[Any], Any]:
 
 
 def _heldout_accuracy(run):
+    if run.config.model == "dpo":
+        from .dpo import heldout_accuracy
+        return None if run.eval_loss is None else heldout_accuracy(run)
     from .preferences import heldout_accuracy
     return heldout_accuracy(run)
 

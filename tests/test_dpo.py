@@ -7,9 +7,9 @@ import torch
 
 from debugsim.sim import app
 from debugsim.sim.config import TrainConfig, with_overrides
-from debugsim.sim.dpo import ANSWER_START, DPOModel, answer_logps, dpo_loss
+from debugsim.sim.dpo import ANSWER_START, answer_logps, dpo_loss
 from debugsim.sim.implementations import chosen, implementations, source
-from debugsim.sim.models import TinyTransformer
+from debugsim.sim.models import DPOModel, TinyTransformer
 from debugsim.sim.preferences import PreferenceStream
 
 BASE = app.scenario("dpo_stuck").base
