@@ -31,9 +31,10 @@ SCENARIO = Scenario(
         "tokens, against a frozen reference (the model as training starts). Last month's run\n"
         "made the looping answers far less likely (a log-ratio of -30 nats or lower) and still\n"
         "predicted the words of good answers nearly as well (under 3.2 nats a word). This\n"
-        "week's DPO loss sits at log 2, or stays high, or drops to zero while the policy learns\n"
-        "little; or the policy drifts and no longer predicts good answers. Held-out pairs are\n"
-        "judged by the grader against the pretrained model itself. Find out why and fix it."),
+        "week's DPO loss sits at log 2, or stays high, or swings between 0 and several nats\n"
+        "while the policy learns little; or the policy drifts and no longer predicts good\n"
+        "answers. Held-out pairs are judged by the grader against the pretrained model\n"
+        "itself. Find out why and fix it."),
     # The team's pretrained transformer (sim/pretrained.py), beta 0.2, 40 steps of 16 pairs at
     # lr 1.2e-2, cosine, no warmup (about 0.5 s).
     base={"model": "dpo", "base_model": "pretrained", "data": "preferences", "seq_len": 16,
@@ -105,25 +106,25 @@ SCENARIO = Scenario(
             explanation=(
                 "The rewritten loss divided the log-ratios by beta, as if beta were a softmax\n"
                 "temperature: an effective beta of 1/0.2 = 5. A large beta is a strong KL anchor:\n"
-                "a margin of one nat already makes the pair logit 5, the loss of most pairs\n"
-                "drops to almost 0 within a few steps, their gradient (weighted by\n"
-                "sigmoid(-logit)) vanishes, and the policy stops close to where it is. The\n"
-                "loss looks fine (a pair ranked the wrong way still costs a lot) and the\n"
-                "logged implicit-reward margin is huge, but held-out the looping answers are\n"
-                "only about half as far down as a healthy run pushes them. Beta multiplies the\n"
-                "log-ratio (implicit reward r = beta * log pi/pi_ref); typical values are\n"
-                "0.01-0.5."),
+                "a margin of one nat already makes the pair logit 5. Pairs ranked the right way\n"
+                "cost almost nothing and their gradient (weighted by sigmoid(-logit)) vanishes;\n"
+                "a pair ranked the wrong way costs five times its margin, so the loss swings\n"
+                "between 0 and several nats from batch to batch. The policy stops close to\n"
+                "where it started: the logged implicit-reward margin is huge, but held-out the\n"
+                "looping answers are only about half as far down as a healthy run pushes them.\n"
+                "Beta multiplies the log-ratio (implicit reward r = beta * log pi/pi_ref);\n"
+                "typical values are 0.01-0.5."),
             tell="the logged implicit-reward margin is huge (20+) while the log-ratio margin "
                  "stays small (held-out under 23 nats, about half a healthy run's) (plot margin, "
                  "logratios)",
             changes=(LOSS_CODE,),
             signal=Tell("plot margin, logratios", all_of(
                 summary_at_least("train_margin", 20), summary_at_most("logratio_margin", 23))),
-            hints=("Compare the loss with how far the log-ratios moved (plot loss, plot "
-                   "rejected_logratio, logratios).",
-                   "The loss is almost 0 but the looping answers are only a little less likely "
-                   "than before: what makes a small margin a large logit? Where does beta "
-                   "enter the loss (code)?")),
+            hints=("Compare the implicit-reward margin with how far the log-ratios moved "
+                   "(plot margin, plot rejected_logratio, logratios).",
+                   "The implicit-reward margin is huge but the looping answers are only a "
+                   "little less likely than before: what makes a small log-ratio margin a large "
+                   "logit? Where does beta enter the loss (code)?")),
     ),
     fixes=(
         Fix("frozen_reference", "Make the reference a separate frozen copy of the policy",
@@ -157,14 +158,16 @@ SCENARIO = Scenario(
         "   the policy drifts. Freeze a separate copy (or precompute its log-probs).\n"
         "2. LOSS STAYS HIGH WHILE THE MARGIN GROWS: beta too small; the anchor is weak and the\n"
         "   policy keeps pushing, the good answers' likelihood falls too (drift).\n"
-        "3. LOSS ~0 AT ONCE, SMALL MARGIN: beta too large; the anchor holds the policy at the\n"
-        "   reference. Log the chosen and rejected log-ratios, the implicit-reward margin and\n"
-        "   accuracy, not just the loss.\n"
+        "3. LOSS 0 ON SOME BATCHES, SPIKES ON OTHERS, SMALL MARGIN: beta too large; the anchor\n"
+        "   holds the policy near the reference. Log the chosen and rejected log-ratios, the\n"
+        "   implicit-reward margin and accuracy, not just the loss.\n"
         "PPO vs DPO: PPO learns a reward model, samples from the policy and optimises the\n"
         "reward minus beta * KL with a clipped policy gradient (online, needs a value model\n"
         "and sampling); DPO is offline and supervised on fixed pairs with no reward model or\n"
         "sampling, but beta and the frozen reference play the same role as PPO's KL term.\n"
-        "Leaving the prompt in summed log-probs would change nothing here: it cancels between\n"
-        "the two answers (not so with length-normalised log-probs). Training longer or with a\n"
-        "smaller lr fixes none of these."),
+        "Even a healthy run lowers the chosen answers' likelihood somewhat (both log-ratios\n"
+        "fall, the rejected far more): watch how far, not only the sign. Leaving the prompt in\n"
+        "summed log-probs changes nothing: it cancels between the two answers (not so with\n"
+        "length-normalised log-probs). Training longer fixes none of these; a smaller lr only\n"
+        "slows the drift."),
 )

@@ -142,7 +142,9 @@ class TrainingEngine:
                            ("answer_words", "words per answer"),
                            ("optimizer_state_mib", "optimizer state (MiB)"),
                            ("trainable_share", "trainable share of the parameters"),
-                           ("pref_accuracy", "held-out preference accuracy")):
+                           ("pref_accuracy", "held-out preference accuracy"),
+                           ("rejected_logratio", "held-out log-ratio of rejected answers"),
+                           ("nll_words", "held-out loss on good answers' words")):
             if key in s:
                 lines.append(f"{label}: {_num(s[key])}")
         return lines
