@@ -20,7 +20,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     # --- model ---
-    model: str = "transformer"      # transformer | mlp | reward (a transformer with a scalar head) | dpo (a transformer LM tuned with DPO against a reference)
+    model: str = "transformer"      # transformer | mlp | reward (a transformer with a scalar head)
+    #                                 | dpo (a transformer LM tuned with DPO against a reference)
     vocab_size: int = 16            # toy-language vocabulary (incl. 4 special tokens)
     seq_len: int = 24               # tokens per training sequence
     d_model: int = 48               # embedding width
@@ -213,13 +214,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # (lowest allowed, whether the lowest itself is allowed)
 _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "vocab_size": (8, True), "seq_len": (4, True), "d_model": (4, True), "n_layer": (1, True),
-    "n_head": (1, True), "lora_r": (0, True), "lora_alpha": (0, False), "lr": (0, False), "dpo_beta": (0, False), "momentum": (0, True), "weight_decay": (0, True),
+    "n_head": (1, True), "lora_r": (0, True), "lora_alpha": (0, False), "lr": (0, False), "momentum": (0, True), "weight_decay": (0, True),
     "train_sequences": (0, True), "batch_size": (1, True), "grad_accum_steps": (1, True), "grad_clip": (0, True),
     "warmup_steps": (0, True), "steps": (1, True), "memory_budget_mib": (0, True),
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
     "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),
     "no_repeat_ngram": (0, True), "gen_tokens": (1, True), "seed": (0, True),
-    "requests": (1, True),
+    "requests": (1, True), "dpo_beta": (0, False),
 }
 _UPPER_BOUNDS: dict[str, float] = {"vocab_size": 64, "d_model": 1024, "n_layer": 24, "top_p": 1.0, "momentum": 1.0, "lr": 100.0, "steps": 100_000,
                                    "seq_len": 4096, "batch_size": 65_536,

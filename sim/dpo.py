@@ -16,9 +16,10 @@ model reads it the same way in both rows), so leaving the prompt in a summed log
 nothing (tested); what the team's code can get wrong is how the reference is made and where
 beta enters the loss (`sim/implementations.py` slots `dpo_reference` and `dpo_scale`).
 
-What a run reports is measured by the grader's own code on held-out pairs, against the
-pretrained model itself (not the run's reference): the implicit-reward accuracy, the log-ratios
-of chosen and rejected answers, and how well the policy still predicts good answers.
+The model is `models.DPOModel`. What a run reports is measured by the grader's own code on
+held-out pairs, against the policy as it started, the pretrained model (not the run's
+reference): the implicit-reward accuracy, the log-ratios of chosen and rejected answers, and
+how well the policy still predicts the words of good answers (loss and KL per word).
 """
 from __future__ import annotations
 

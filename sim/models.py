@@ -200,8 +200,9 @@ class RewardModel(TinyTransformer):
 
 
 class DPOModel(nn.Module):
-    """A language model tuned with DPO (`sim/dpo.py`): the policy (the pretrained transformer LM, the only parameters the optimizer sees) and
-    its reference, made by the team's code once the checkpoint is loaded. Given a padded batch
+    """A language model tuned with DPO (`sim/dpo.py`): the policy (the pretrained transformer
+    LM, the only parameters the optimizer sees) and its reference, made by the team's code
+    (the `dpo_reference` slot) once the checkpoint is loaded. Given a padded batch
     it returns the policy's and the reference's logits stacked, (2, batch, time, vocab); for
     decoding (a cache, or no padding mask) the policy's logits alone."""
 

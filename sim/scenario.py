@@ -84,7 +84,7 @@ class Criterion:
     min_pref_accuracy: float | None = None   # reward model: held-out pairs ranked the right way
     # dpo: held-out log-ratios log pi/pi_ref (nats per answer) against the pretrained model
     max_word_loss: float | None = None          # held-out loss per word of good answers (drift)
-    max_rejected_logratio: float | None = None  # the weak model's answers made this much less likely
+    max_rejected_logratio: float | None = None  # the weak answers made at least this much less likely
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
     # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
