@@ -21,6 +21,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     # --- model ---
     model: str = "transformer"      # transformer | mlp | reward (a transformer with a scalar head)
+    #                                 | dpo (a transformer LM tuned with DPO against a reference)
     vocab_size: int = 16            # toy-language vocabulary (incl. 4 special tokens)
     seq_len: int = 24               # tokens per training sequence
     d_model: int = 48               # embedding width
@@ -40,6 +41,7 @@ class TrainConfig:
     sft_lengths: str = "short_answers"  # sft: short_answers | long_answers | four_word_answers
     pad_token: str = "pad"          # sft: what the collator pads with: pad (its own id) | eos
     pref_lengths: str = "balanced"  # preferences: balanced (lengths drawn apart) | chosen_longer
+    dpo_beta: float = 0.1           # dpo: beta, the weight of the implicit reward (KL strength)
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
@@ -98,6 +100,8 @@ class TrainConfig:
     step_budget: str = "recipe_steps"             # loop: when training ends
     pair_order: str = "chosen_first"              # preferences: how the collator lays out a pair
     reward_position: str = "last_real_token"      # reward model: where a row's reward is read
+    dpo_reference: str = "deep_copy"              # dpo: how the reference model is made
+    dpo_scale: str = "beta_on_margin"             # dpo: where beta enters the loss
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -115,6 +119,7 @@ class TrainConfig:
         unused += ("base_model",) if self.base_model == "scratch" else ()
         unused += ("train_sequences",) if not self.train_sequences else ()
         unused += ("pref_lengths",)   # what the preference data holds: the data shows it
+        unused += ("dpo_beta",) if self.model != "dpo" else ()
         return {k: v for k, v in self.to_dict().items()
                 if k not in IMPLEMENTATION_FIELDS and k not in unused}
 
@@ -151,6 +156,8 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "step_budget": ("recipe_steps", "template_steps"),
     "pair_order": ("chosen_first", "rejected_first"),
     "reward_position": ("last_real_token", "last_column"),
+    "dpo_reference": ("deep_copy", "shallow_copy"),
+    "dpo_scale": ("beta_on_margin", "beta_twice", "beta_divides"),
 }
 
 # Fields that model how the code is written (a code bug is injected by setting one), not
@@ -188,7 +195,7 @@ FIXED_REASONS: dict[str, str] = {
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("transformer", "mlp", "reward"),
+    "model": ("transformer", "mlp", "reward", "dpo"),
     "base_model": ("scratch", "pretrained"),
     "attn_mask_value": ("min", "-inf"),
     "data": ("markov", "sft", "preferences"),
@@ -213,7 +220,7 @@ _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
     "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),
     "no_repeat_ngram": (0, True), "gen_tokens": (1, True), "seed": (0, True),
-    "requests": (1, True),
+    "requests": (1, True), "dpo_beta": (0, False),
 }
 _UPPER_BOUNDS: dict[str, float] = {"vocab_size": 64, "d_model": 1024, "n_layer": 24, "top_p": 1.0, "momentum": 1.0, "lr": 100.0, "steps": 100_000,
                                    "seq_len": 4096, "batch_size": 65_536,

@@ -59,6 +59,8 @@ HOMES: dict[str, tuple[str, str]] = {
     "step_budget": ("loop", "training loop: when training ends"),
     "pair_order": ("preferences", "data: how the collator lays out a preference pair"),
     "reward_position": ("preferences", "reward model: where a sequence's reward is read"),
+    "dpo_reference": ("dpo", "DPO: how the reference model is made from the policy"),
+    "dpo_scale": ("dpo", "DPO: the logit of each pair, from the log-ratios and beta"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}

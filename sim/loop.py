@@ -24,6 +24,7 @@ from .implementations import chosen, implements
 from .pretrained import pretrained_state
 from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
+from .dpo import dpo_loss
 from .preferences import PreferenceStream, ranking_loss
 from .without_dynamo import optimizer_class
 
@@ -97,8 +98,10 @@ def token_loss(logits, targets):
 
 def batch_loss(config: TrainConfig, output, batch: Batch):
     """The summed loss of a batch and how many items it counts: tokens for a language model,
-    pairs for a reward model (the pairwise ranking loss)."""
+    pairs for a reward model (the pairwise ranking loss) or a policy tuned with DPO."""
     if config.data == "preferences":
+        if config.model == "dpo":
+            return dpo_loss(config, output, batch)
         return ranking_loss(config, output, batch)
     return token_loss(output, batch.targets)
 

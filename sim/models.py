@@ -5,6 +5,7 @@ those steps. Both models map token ids of shape (batch, time) to logits (batch, 
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -198,6 +199,47 @@ class RewardModel(TinyTransformer):
         return values if key_padding is None else values.masked_fill(key_padding, 0.0)
 
 
+class DPOModel(nn.Module):
+    """A language model tuned with DPO (`sim/dpo.py`): the policy (the pretrained transformer
+    LM, the only parameters the optimizer sees) and its reference, made by the team's code
+    (the `dpo_reference` slot) once the checkpoint is loaded. Given a padded batch
+    it returns the policy's and the reference's logits stacked, (2, batch, time, vocab); for
+    decoding (a cache, or no padding mask) the policy's logits alone."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self.policy = TinyTransformer(config.vocab_size, config.seq_len, config.d_model,
+                                      config.n_layer, config.n_head, config.attn_mask_value,
+                                      config.activation_checkpointing)
+        self._starting_point()
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        """A language model's checkpoint goes into the policy; the reference is made from it."""
+        loaded = self.policy.load_state_dict(state, strict, assign)
+        self._starting_point()
+        return loaded
+
+    def _starting_point(self) -> None:
+        """The reference, as the team's code makes it from the policy; and, for the grader's
+        measurements, the policy as it starts, frozen (neither is a submodule: the optimizer
+        and the telemetry see the policy's parameters only)."""
+        self.__dict__["reference"] = chosen(self.config, "dpo_reference")(self.policy)
+        start = copy.deepcopy(self.policy).eval()
+        self.__dict__["start"] = start.requires_grad_(False)
+
+    def forward(self, tokens, key_padding=None, cache=None, positions=None):
+        logits = self.policy(tokens, key_padding, cache, positions)
+        if cache is not None or key_padding is None:
+            return logits
+        with torch.no_grad():
+            reference = self.reference(tokens, key_padding)
+        return torch.stack([logits, reference])
+
+    def layer_groups(self) -> dict[str, list[nn.Parameter]]:
+        return self.policy.layer_groups()
+
+
 @implements("lm_window", "ending_at_token")
 def context_windows(x, context: int):
     """For each position, the embeddings of the `context` tokens it predicts from, side by
@@ -247,6 +289,8 @@ def build_model(config) -> nn.Module:
     config asks for the pretrained one)."""
     if config.model == "reward":
         return RewardModel(config)
+    if config.model == "dpo":
+        return DPOModel(config)
     if config.model == "mlp":
         return MlpLM(config.vocab_size, config.d_model, windows=chosen(config, "lm_window"))
     return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,

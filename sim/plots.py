@@ -471,10 +471,10 @@ def _check_name(result, name: str) -> None:
 
 
 def _unit(result, spec) -> str:
-    """The signal's unit; a reward model's loss is per pair (the pairwise ranking loss)."""
+    """The signal's unit; a reward model's or DPO's loss is per pair."""
     config = getattr(result, "config", None)
     if spec.name in ("loss", "eval_loss") and getattr(config, "data", "") == "preferences":
-        return "ranking loss (nats / pair)"
+        return "DPO loss (nats / pair)" if config.model == "dpo" else "ranking loss (nats / pair)"
     return spec.unit
 
 

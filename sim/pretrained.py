@@ -37,7 +37,8 @@ def pretrained_state(config, train: Callable) -> dict:
     """The checkpoint for `config`'s model shape (copies: a run that trains it changes none of
     the cache), made with `train` (the loop's) the first time it is asked for."""
     import torch
-    shape = (config.model, config.vocab_size, config.d_model, config.seq_len, config.n_layer,
+    kind = "mlp" if config.model == "mlp" else "transformer"   # a reward or DPO model's too
+    shape = (kind, config.vocab_size, config.d_model, config.seq_len, config.n_layer,
              config.n_head)
     if shape not in _cache:
         recipe = with_recipe(config)

@@ -82,6 +82,9 @@ class Criterion:
     min_answer_words: float | None = None    # sft: words per answer, on average
     max_optimizer_state_mib: float | None = None  # lora: the optimizer state the memory plan allows
     min_pref_accuracy: float | None = None   # reward model: held-out pairs ranked the right way
+    # dpo: held-out log-ratios log pi/pi_ref (nats per answer) against the pretrained model
+    max_word_loss: float | None = None          # held-out loss per word of good answers (drift)
+    max_rejected_logratio: float | None = None  # the weak answers made at least this much less likely
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
     # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
@@ -151,6 +154,10 @@ class Criterion:
                self.max_optimizer_state_mib)
         _limit(checks, "held-out preference accuracy", summary.get("pref_accuracy"),
                self.min_pref_accuracy, at_least=True)
+        _limit(checks, "loss on good answers' words", summary.get("nll_words"),
+               self.max_word_loss)
+        _limit(checks, "rejected answers' log-ratio", summary.get("rejected_logratio"),
+               self.max_rejected_logratio)
         return checks
 
     def describe(self) -> str:
@@ -171,7 +178,10 @@ class Criterion:
                                  ("words per answer", self.min_answer_words, ">="),
                                  ("optimizer state MiB", self.max_optimizer_state_mib, "<"),
                                  ("held-out preference accuracy", self.min_pref_accuracy,
-                                  ">=")):
+                                  ">="),
+                                 ("loss on good answers' words", self.max_word_loss, "<"),
+                                 ("rejected answers' log-ratio", self.max_rejected_logratio,
+                                  "<")):
             if value is not None:
                 parts.append(f"{label} {op} {value:.4g}" if op != "<" else
                              f"{label} <= {value:.4g}")

@@ -39,15 +39,21 @@ class Signal:
 
 
 def _pair_measure(name: str) -> Callable[[Any], Any]:
-    """A reward model's accuracy or margin on the step's batch (None for other runs)."""
+    """A reward model's or a DPO run's measure on the step's batch (None for other runs)."""
     def measure(run):
+        if run.config.model == "dpo":
+            from .dpo import batch_measures
+            return None if run.logits is None else batch_measures(run)[name]
         from .preferences import batch_measures
         measured = batch_measures(run)
-        return None if measured is None else measured[name]
+        return None if measured is None else measured.get(name)
     return measure
 
 
 def _heldout_accuracy(run):
+    if run.config.model == "dpo":
+        from .dpo import heldout_accuracy
+        return None if run.eval_loss is None else heldout_accuracy(run)
     from .preferences import heldout_accuracy
     return heldout_accuracy(run)
 
@@ -82,8 +88,16 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("accuracy", "preference accuracy on the step's batch", "share of pairs ranked right",
            fmt=".3f", short="acc", every_step=False, floor_zero=True,
            measure=_pair_measure("accuracy")),
-    Signal("margin", "reward margin on the step's batch", "mean r_chosen - r_rejected",
+    Signal("margin", "reward margin on the step's batch (DPO: the implicit one)",
+           "mean r_chosen - r_rejected",
            fmt=".3g", every_step=False, measure=_pair_measure("margin")),
+    # DPO only: the team's log-ratios log pi_theta(y|x) - log pi_ref(y|x) on the step's batch
+    Signal("chosen_logratio", "log-ratio of the chosen answers to the reference",
+           "mean log pi/pi_ref (nats / answer)", fmt=".3g", short="chosen lr", every_step=False,
+           measure=_pair_measure("chosen_logratio")),
+    Signal("rejected_logratio", "log-ratio of the rejected answers to the reference",
+           "mean log pi/pi_ref (nats / answer)", fmt=".3g", short="rejected lr",
+           every_step=False, measure=_pair_measure("rejected_logratio")),
     Signal("eval_accuracy", "held-out preference accuracy", "share of pairs ranked right",
            kind="points", fmt=".3f", short="eval acc", every_step=False, floor_zero=True,
            measure=_heldout_accuracy),

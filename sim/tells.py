@@ -257,3 +257,10 @@ def heldout_rows_in_training_set(run: RunResult) -> bool:
 
 def any_of(*tests: Callable[[RunResult], bool]) -> Callable[[RunResult], bool]:
     return lambda run: any(test(run) for test in tests)
+
+
+def logged_logratios_zero(run: RunResult) -> bool:
+    """DPO: the log-ratios the run's own loss logged (chosen and rejected) are exactly zero at
+    every step."""
+    logged = [(r.get("chosen_logratio"), r.get("rejected_logratio")) for r in run.records]
+    return bool(logged) and all(c == 0 and r == 0 for c, r in logged)

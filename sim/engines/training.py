@@ -95,10 +95,16 @@ class TrainingEngine:
                              "cache_keys": [t["cache_keys"] for t in trace]}   # per request
         if trained.run is not None and config.data == "preferences" \
                 and result.status == "completed":
-            from ..preferences import preference_summary
-            scalars, held = preference_summary(trained.run, trained.records[-TAIL:])
+            if config.model == "dpo":
+                from ..dpo import dpo_summary
+                scalars, held = dpo_summary(trained.run, trained.records[-TAIL:])
+                name = "heldout_logratios"
+            else:
+                from ..preferences import preference_summary
+                scalars, held = preference_summary(trained.run, trained.records[-TAIL:])
+                name = "heldout_rewards"
             result.summary.update(scalars)
-            result.detail = {**(result.detail or {}), "heldout_rewards": held}
+            result.detail = {**(result.detail or {}), name: held}
         if trained.run is not None and config.lora_r:
             result.summary.update(finetuning_summary(trained.run))
         result.summary = {**summarize(result), **result.summary}
@@ -136,7 +142,9 @@ class TrainingEngine:
                            ("answer_words", "words per answer"),
                            ("optimizer_state_mib", "optimizer state (MiB)"),
                            ("trainable_share", "trainable share of the parameters"),
-                           ("pref_accuracy", "held-out preference accuracy")):
+                           ("pref_accuracy", "held-out preference accuracy"),
+                           ("rejected_logratio", "held-out log-ratio of rejected answers"),
+                           ("nll_words", "held-out loss on good answers' words")):
             if key in s:
                 lines.append(f"{label}: {_num(s[key])}")
         return lines

@@ -58,7 +58,7 @@ ORDER = 84
 
 
 def available(scenario) -> bool:
-    return scenario.base.get("data") == "preferences"
+    return scenario.base.get("data") == "preferences" and scenario.base.get("model") == "reward"
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:
