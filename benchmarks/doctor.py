@@ -73,6 +73,15 @@ PROBE = {
     ("kv_cache_mismatch", "cache_not_reset"): "decoding only: identical training logs; kvdiff",
     ("never_stops", "wrong_stop_token"): "decoding only (the stop check); samples",
     ("never_stops", "template_mismatch"): "inference template only; samples / the prompt as fed",
+    ("dpo_stuck", "reference_is_policy"):
+        "the loss sits at ln 2 while the weights move: the log shows no progress (read as "
+        "not_converged), not why; logratios shows both log-ratios at exactly 0",
+    ("dpo_stuck", "beta_too_small"):
+        "the loss falls as a healthy run's does; the drift is in the held-out log-ratios; "
+        "logratios",
+    ("dpo_stuck", "beta_too_large"):
+        "the loss swings between 0 and several nats, as an lr too high would make it (read "
+        "as lr_too_high); only the implicit-reward margin (logratios) shows beta",
 }
 # The loss floor a user of that data knows and gives as `debugsim doctor --floor` (the
 # scenario's story states it: the toy language's entropy), for broken and healthy runs alike.

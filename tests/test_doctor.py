@@ -261,3 +261,12 @@ def test_a_real_broken_run_and_the_command(tmp_path, capsys):
     assert shown["format"] == "debugsim metrics.jsonl" and shown["findings"]
     assert shown["findings"][0]["family"] == "lr_too_high"
     assert "bad_lr" in shown["findings"][0]["trains"]
+
+
+def test_a_pairwise_loss_near_zero_is_not_leakage():
+    """A preference loss starts at ln 2 and falls toward 0 when the pairs are separable (a
+    healthy DPO run); a language model's loss falling to 1% of its start is a leak."""
+    pairwise = [math.log(2) * math.exp(-i / 6) for i in range(40)]
+    assert "leakage" not in families(log_of(pairwise))
+    tokens = [2.6 * math.exp(-i / 6) for i in range(40)]
+    assert families(log_of(tokens))[0] == "leakage"

@@ -3,15 +3,25 @@ and a held-out loss that does not follow the training loss at all (evaluation sc
 training never teaches)."""
 from __future__ import annotations
 
+import math
+
 from ..findings import Finding
 from ._stats import fmt, median, steps_text
 
-COLLAPSE = 0.02         # the training loss ends below 2% of where it started
+COLLAPSE = 0.02         # the training loss ends below 2% of where it started (not judged for
+PAIRWISE_START = 0.01   # a pairwise loss: one whose first value is within 0.01 of ln 2)
 UNDER_FLOOR = 0.03      # the held-out loss ends >= 3% below the floor (when it is given)
 LEARNT = 0.8            # the training loss ended at <= 80% of its start ...
 NO_TRANSFER = 0.8       # ... but the held-out loss ends at >= 80% of the training loss's start
 GAP = 1.5               # ... and >= 1.5x the training loss's end
 MIN_STEPS = 10
+
+
+def _pairwise(points) -> bool:
+    """A pairwise preference loss (a reward model's ranking loss, DPO's): it starts at ln 2,
+    where the two answers of a pair score alike, and falls toward 0 whenever the pairs are
+    separable, so a loss near 0 says nothing about leakage there."""
+    return abs(points[0][1] - math.log(2)) <= PAIRWISE_START
 
 
 def _ends(log):
@@ -30,7 +40,7 @@ def leakage(log) -> Finding | None:
     evals = log.finite("eval_loss")
     held = evals[-1][1] if evals else None
     floor = log.config.get("floor")
-    collapsed = start > 0 and end < COLLAPSE * start
+    collapsed = start > 0 and end < COLLAPSE * start and not _pairwise(points)
     under = floor is not None and held is not None and held < floor * (1 - UNDER_FLOOR)
     if not collapsed and not under:
         return None
@@ -54,7 +64,7 @@ def leakage(log) -> Finding | None:
         confidence = 0.9 if collapsed else 0.85
     return Finding(
         "leakage", "leakage", "; ".join(seen), where, confidence,
-        f"training loss < {COLLAPSE:.0%} of its start"
+        f"training loss < {COLLAPSE:.0%} of its start (unless it starts at ln 2: a pairwise loss)"
         + (f", or the held-out loss >= {UNDER_FLOOR:.0%} below the floor {fmt(floor)}"
            if floor is not None else "; no floor given (--floor): held-out loss not judged"),
         ("the model sees what it is scored on: targets not shifted (each label is the input "
