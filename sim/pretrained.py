@@ -9,7 +9,7 @@ whether the checkpoint was cached or not.
 Like a hub checkpoint, it is made once and kept: in memory for the process, and on disk in the
 debugsim home (`cache/pretrained-<shape>-<digest>.pt`), so a later command loads it in
 milliseconds instead of spending a second or two pretraining. The digest covers the recipe,
-the torch version and the source of debugsim's `sim/` package: a checkpoint is used only by the
+the torch version and debugsim's source: a checkpoint is used only by the
 code that made it (any change to the code retrains it once). A file that cannot be read is
 trained again and replaced; files are written atomically, so runs in parallel processes at
 most train the same checkpoint twice. Loading gives the trained tensors bit for bit (tested).
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -70,10 +68,9 @@ def clear_memory() -> None:
 def _file(shape: tuple, recipe) -> Path:
     import torch
     from .home import home
-    digest = hashlib.sha256(json.dumps([recipe.to_dict(), torch.__version__],
+    from .training_code import source_digest
+    digest = hashlib.sha256(json.dumps([recipe.to_dict(), torch.__version__, source_digest()],
                                        sort_keys=True).encode())
-    for source in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(source.read_bytes())
     tag = "-".join(str(part) for part in shape)
     return home() / "cache" / f"pretrained-{tag}-{digest.hexdigest()[:16]}.pt"
 
@@ -92,20 +89,16 @@ def _load(path: Path) -> dict | None:
 def _save(state: dict, path: Path) -> None:
     """Write atomically, and drop this shape's checkpoints made by other code. A home that
     cannot be written to only costs the time to pretrain again next time."""
+    import io
+
     import torch
-    temporary = None
+    from .files import write_bytes_atomic
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".pretrained-")
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
-        os.replace(temporary, path)
-        temporary = None
+        write_bytes_atomic(path, buffer.getvalue())
         for old in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.pt"):
             if old != path:
                 old.unlink(missing_ok=True)
     except OSError:
         pass
-    finally:
-        if temporary:
-            Path(temporary).unlink(missing_ok=True)

@@ -20,15 +20,14 @@ import importlib.metadata
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 from .engines.base import Prepared
+from .files import write_bytes_atomic
 from .result import RunResult
+from .training_code import source_digest
 
 KEEP = 200
-_PACKAGE = Path(__file__).resolve().parents[1]
-_code_digest: list[str] = []
 
 
 def load(prepared: Prepared) -> RunResult | None:
@@ -56,20 +55,11 @@ def save(result: RunResult) -> None:
         return
     fields = (result.status, result.error, result.records, result.end, result.summary,
               result.samples, None, result.detail)
-    temporary = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".run-")
-        with os.fdopen(handle, "wb") as stream:
-            pickle.dump(fields, stream, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, path)
-        temporary = None
+        write_bytes_atomic(path, pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL))
         _prune(path.parent)
     except (OSError, pickle.PicklingError, TypeError, AttributeError):
         pass
-    finally:
-        if temporary:
-            Path(temporary).unlink(missing_ok=True)
 
 
 def _path(prepared: Prepared) -> Path | None:
@@ -82,19 +72,8 @@ def _path(prepared: Prepared) -> Path | None:
     code = [f"{f.__module__}.{f.__qualname__}" if isinstance(f, type) else repr(f)
             for f in prepared.callbacks]
     key = json.dumps([prepared.engine.name, scenario.id, prepared.engine.config_key(prepared),
-                      code, importlib.metadata.version("torch"), _source_digest()])
+                      code, importlib.metadata.version("torch"), source_digest()])
     return home() / "cache" / "runs" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pickle"
-
-
-def _source_digest() -> str:
-    if not _code_digest:
-        digest = hashlib.sha256()
-        for source in sorted(_PACKAGE.glob("*.py")) + sorted(_PACKAGE.glob("sim/**/*.py")) \
-                + sorted(_PACKAGE.glob("scenarios/**/*.py")):
-            digest.update(source.relative_to(_PACKAGE).as_posix().encode())
-            digest.update(source.read_bytes())
-        _code_digest.append(digest.hexdigest())
-    return _code_digest[0]
 
 
 def _prune(folder: Path) -> None:

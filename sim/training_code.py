@@ -4,6 +4,8 @@ frames of these files, named relative to the package root (`sim/models.py`); tor
 and debugsim's own machinery (probes, replays, the app layer, the tracker) are cut."""
 from __future__ import annotations
 
+import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]          # the package root (sim/.., scenarios/..)
@@ -20,3 +22,16 @@ def relative_name(path: str) -> str | None:
     if relative in TRAINING_FILES or relative.startswith("scenarios/"):
         return relative
     return None
+
+
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A digest of debugsim's own source (the package's modules, sim/ and scenarios/): what
+    is kept on disk from a run (sim/run_store.py, sim/pretrained.py) is used only by the code
+    that made it."""
+    digest = hashlib.sha256()
+    for source in sorted(ROOT.glob("*.py")) + sorted(ROOT.glob("sim/**/*.py")) \
+            + sorted(ROOT.glob("scenarios/**/*.py")):
+        digest.update(source.relative_to(ROOT).as_posix().encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()

@@ -42,7 +42,7 @@ def test_made_once_then_loaded_from_the_home_and_remade_when_unreadable(tmp_path
     assert len(calls) == 2                                        # unreadable: made again
     pretrained.clear_memory()
     pretrained.pretrained_state(config, fake_train)
-    assert len(calls) == 2 and not list(cache.glob(".pretrained-*"))   # no temporary left
+    assert len(calls) == 2 and not list(cache.glob(".*"))   # no temporary left
     pretrained.clear_memory()
 
 

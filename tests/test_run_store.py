@@ -42,7 +42,7 @@ def test_unreadable_or_other_code_runs_are_not_used(tmp_path, monkeypatch):
     run_store.save(app.execute(incident))
     [path] = (tmp_path / "cache" / "runs").glob("*.pickle")
     assert run_store.load(incident) is not None
-    monkeypatch.setattr(run_store, "_code_digest", ["other code"])
+    monkeypatch.setattr(run_store, "source_digest", lambda: "other code")
     assert run_store.load(incident) is None                      # another debugsim's runs
     monkeypatch.undo()
     monkeypatch.setenv("DEBUGSIM_HOME", str(tmp_path))
