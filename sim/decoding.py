@@ -7,17 +7,21 @@ with no cache to get wrong). Each step turns the last position's logits into a t
     logits -> repetition penalty -> no-repeat-n-gram ban -> greedy argmax
                                                          or temperature -> top-k -> top-p -> sample
 
+Prompts of different lengths are batched left-padded: the padding is kept out of every
+attention, and each row's first real token sits at position 0 as in training (`prompt_batch`).
 Callbacks see every cached forward pass through `on_decode_step`. How the next token is chosen
 and how the KV cache grows are replaceable functions (`sim/implementations.py`).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
 
 from . import repetition
 from .callbacks import CallbackList
-from .implementations import chosen, implements
+from .implementations import chosen, implements, usual
 from .models import TinyTransformer
 from .serving import Server
 
@@ -250,8 +254,6 @@ SERVER_CODE = ("kv_cache_update", "kv_positions", "kv_lifetime", "kv_row_positio
 
 def offline_config(config):
     """`config` decoded offline: the same settings, every step re-reading the prefix."""
-    import dataclasses
-    from .implementations import usual
     return dataclasses.replace(config, kv_cache=False,
                                **{slot: usual(slot) for slot in SERVER_CODE})
 

@@ -37,16 +37,16 @@ def cache_divergence(result: RunResult) -> list[dict] | None:
     total, count = cached.shape[0], len(detail["cache_keys"])
     sizes = [total // count + (1 if i < total % count else 0) for i in range(count)]   # tensor_split
     words = [len(p) for p in shown_prompts(result.config, total)]
-    row_first = [_first(_row_diffs(result, reference, cached, plain, row)) for row in range(total)]
+    per_row = [_row_diffs(result, reference, cached, plain, row) for row in range(total)]
     out, start = [], 0
     for held, size in zip(detail["cache_keys"], sizes):
         rows = range(start, start + size)
         start = rows.stop
-        diffs = [max(d) if None not in d else None
-                 for d in zip(*(_row_diffs(result, reference, cached, plain, r) for r in rows))]
+        # a request's step: its largest difference, while all its prompts share their prefix
+        diffs = [max(d) if None not in d else None for d in zip(*(per_row[r] for r in rows))]
         out.append({"rows": size, "diffs": diffs, "first": _first(diffs),
-                    "row_first": [row_first[r] for r in rows], "words": [words[r] for r in rows],
-                    "cache_keys": held})
+                    "row_first": [_first(per_row[r]) for r in rows],
+                    "words": [words[r] for r in rows], "cache_keys": held})
     return out
 
 
