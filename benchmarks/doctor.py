@@ -71,6 +71,8 @@ PROBE = {
     ("kv_cache_mismatch", "positions_not_advanced"): "decoding only: identical training logs; kvdiff",
     ("kv_cache_mismatch", "kv_appended_twice"): "decoding only: identical training logs; kvdiff",
     ("kv_cache_mismatch", "cache_not_reset"): "decoding only: identical training logs; kvdiff",
+    ("kv_cache_mismatch", "padded_positions_from_cache"):
+        "decoding only: identical training logs; kvdiff",
     ("never_stops", "wrong_stop_token"): "decoding only (the stop check); samples",
     ("never_stops", "template_mismatch"): "inference template only; samples / the prompt as fed",
     ("dpo_stuck", "reference_is_policy"):

@@ -73,6 +73,7 @@ class TrainConfig:
     gen_tokens: int = 40            # tokens generated per sample
     kv_cache: bool = True
     requests: int = 1               # the prompts arrive as this many requests, served in turn
+    prompt_lengths: str = "equal"   # equal (every prompt 4 words) | mixed (2-4 words, left-padded)
     # --- code: which way each replaceable function of the team's code is written (see
     # `sim/implementations.py`); never a setting, never in a config file ---
     token_choice: str = "by_decode_setting"   # decoding: how the next token is picked
@@ -91,6 +92,7 @@ class TrainConfig:
     padding_labels: str = "by_position"           # sft data: how padding loses its labels
     kv_positions: str = "after_cache"             # serving: rotary positions of cached tokens
     kv_lifetime: str = "per_request"              # serving: which cache a request starts from
+    kv_row_positions: str = "whole_mask"          # serving: positions of a left-padded row
     chat_template: str = "reply_marker"           # serving: how a chat prompt becomes token ids
     stop_check: str = "eos"                       # serving: where an answer ends
     lr_update: str = "from_schedule"              # loop: the lr set on the optimizer each step
@@ -113,13 +115,15 @@ class TrainConfig:
         """The settings a config file holds: without the fields that stand for how the code
         is written (those show up as code, never in a run's config), without the LoRA and
         checkpoint fields of a run that uses neither (a PEFT config exists only for PEFT runs),
-        the training-set size of a run that reads an endless stream, and how the preference data
+        the training-set size of a run that reads an endless stream, the prompt lengths of a run
+        whose prompts all have one length (nothing padded), and how the preference data
         was labelled (a property of the data set, not a setting)."""
         unused = () if self.lora_r else ("lora_r", "lora_alpha", "lora_targets")
         unused += ("base_model",) if self.base_model == "scratch" else ()
         unused += ("train_sequences",) if not self.train_sequences else ()
         unused += ("pref_lengths",)   # what the preference data holds: the data shows it
         unused += ("dpo_beta",) if self.model != "dpo" else ()
+        unused += ("prompt_lengths",) if self.prompt_lengths == "equal" else ()   # no padding
         return {k: v for k, v in self.to_dict().items()
                 if k not in IMPLEMENTATION_FIELDS and k not in unused}
 
@@ -147,6 +151,7 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "padding_labels": ("by_position", "by_pad_id"),
     "kv_positions": ("after_cache", "in_chunk"),
     "kv_lifetime": ("per_request", "per_server"),
+    "kv_row_positions": ("whole_mask", "fed_tokens_mask"),
     "chat_template": ("reply_marker", "no_reply_marker"),
     "stop_check": ("eos", "sep"),
     "lr_update": ("from_schedule", "compounding_ramp", "times_ten", "times_tenth"),
@@ -168,7 +173,8 @@ IMPLEMENTATION_FIELDS = ("attn_mask_value", *IMPLEMENTATIONS)
 DECODING_FIELDS = ("decode", "temperature", "top_k", "top_p", "repetition_penalty",
                    "no_repeat_ngram", "gen_tokens", "kv_cache",
                    "token_choice", "kv_cache_update", "requests", "kv_positions",
-                   "kv_lifetime", "chat_template", "stop_check")
+                   "kv_lifetime", "chat_template", "stop_check", "prompt_lengths",
+                   "kv_row_positions")
 
 # Why a training scenario refuses a free-form setting: it changes the problem, not the fix.
 FIXED_REASONS: dict[str, str] = {
@@ -190,6 +196,7 @@ FIXED_REASONS: dict[str, str] = {
     "seed": "the seed is the incident itself",
     "attn_mask_value": "it is how the code is written, not a setting: use the named fix",
     "requests": "it changes the measurement (how the prompts arrive), not the model",
+    "prompt_lengths": "it changes the measurement (which prompts arrive), not the model",
     **{slot: "it is how the code is written, not a setting: use the named fix"
        for slot in IMPLEMENTATIONS},
 }
@@ -208,6 +215,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "decode": ("greedy", "sample"),
     "device": ("cpu", "cuda"),
     "pad_token": ("pad", "eos"),
+    "prompt_lengths": ("equal", "mixed"),
     **IMPLEMENTATIONS,
 }
 

@@ -7,28 +7,39 @@ with no cache to get wrong). Each step turns the last position's logits into a t
     logits -> repetition penalty -> no-repeat-n-gram ban -> greedy argmax
                                                          or temperature -> top-k -> top-p -> sample
 
+Prompts of different lengths are batched left-padded: the padding is kept out of every
+attention, and each row's first real token sits at position 0 as in training (`prompt_batch`).
 Callbacks see every cached forward pass through `on_decode_step`. How the next token is chosen
 and how the KV cache grows are replaceable functions (`sim/implementations.py`).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
+import torch.nn.functional as F
 
 from . import repetition
 from .callbacks import CallbackList
-from .implementations import chosen, implements
+from .implementations import chosen, implements, usual
 from .models import TinyTransformer
 from .serving import Server
 
 N_PROMPTS = 16
 PROMPT_LEN = 4
+# words per prompt, prompt by prompt in turn (`TrainConfig.prompt_lengths`); mixed: every
+# request of 4 holds two full-length prompts and two left-padded ones (one pad, two pads)
+PROMPT_LENGTHS = {"equal": (PROMPT_LEN,), "mixed": (4, 3, 4, 2)}
 SAMPLE_SEED_OFFSET = 8191    # decoding draws its own random numbers, apart from training's
 
 
-def generate(model, prompts, config, callbacks=(), run=None, trace=None) -> torch.LongTensor:
+def generate(model, prompts, config, callbacks=(), run=None, trace=None,
+             padding=None) -> torch.LongTensor:
     """Continue `prompts` (batch, prompt_len) by `config.gen_tokens` tokens.
 
-    Returns the full sequences, prompt included: (batch, prompt_len + gen_tokens). Uses the
+    Returns the full sequences, prompt included: (batch, prompt_len + gen_tokens). `padding`
+    (batch, prompt_len) is True at the left padding of shorter prompts (None: none); padding is
+    kept out of every attention and each row's first real token sits at position 0. Uses the
     decoding fields of `config` (decode, temperature, top_k, top_p, repetition_penalty,
     no_repeat_ngram, kv_cache, requests) and is deterministic for `config.seed`. The prompts are
     served as `config.requests` requests of equal size, one after another, by one server
@@ -41,34 +52,45 @@ def generate(model, prompts, config, callbacks=(), run=None, trace=None) -> torc
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(config.seed + SAMPLE_SEED_OFFSET)
+    if padding is None:
+        padding = torch.zeros_like(prompts, dtype=torch.bool)
     # only the transformer keeps keys/values; other models always re-read the prefix
     server = Server(config) if config.kv_cache and isinstance(model, TinyTransformer) else None
     hooks = callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
     outputs = []
     try:
         with torch.no_grad():
-            for request in prompts.to(device).tensor_split(config.requests):
-                outputs.append(_serve(model, request, config, gen, server, hooks, run, trace))
+            for request, pads in zip(prompts.to(device).tensor_split(config.requests),
+                                     padding.to(device).tensor_split(config.requests)):
+                outputs.append(_serve(model, request, pads, config, gen, server, hooks, run,
+                                      trace))
     finally:
         model.train(was_training)
     return torch.cat(outputs)
 
 
-def _serve(model, tokens, config, gen, server, hooks, run, trace):
+def _serve(model, tokens, padding, config, gen, server, hooks, run, trace):
     """One request: the prompt prefilled once, then one token per step (or, without a server,
-    the whole prefix re-read every step)."""
+    the whole prefix re-read every step). `padding` marks the prompt's left padding."""
     cache = server.start_request() if server else None
+    origin = cache.length if cache else 0       # keys the cache held before this request
     steps, held = [], []
     for step in range(config.gen_tokens):
-        if cache is None:
-            logits = model(tokens)[:, -1]                       # re-read the whole prefix
+        if cache is None:                                       # re-read the whole prefix
+            seen = F.pad(padding, (0, tokens.shape[1] - padding.shape[1]))
+            if seen.any():      # padding: out of every attention, each row numbered from 0
+                logits = model(tokens, key_padding=seen, positions=mask_positions(seen))[:, -1]
+            else:
+                logits = model(tokens)[:, -1]
         else:
             # step 0 prefills the prompt; later steps feed only the newest token
             new = tokens if step == 0 else tokens[:, -1:]
+            keys = _key_padding(padding, origin, cache.length + new.shape[1])
             positions = hooks.decode_step(run, step, cache)
             if positions is None:
                 positions = server.positions(cache, new.shape[1]).to(tokens.device)
-            logits = model(new, cache=cache, positions=positions)[:, -1]
+            positions = server.row_positions(positions, keys)
+            logits = model(new, key_padding=keys, cache=cache, positions=positions)[:, -1]
             held.append(cache.length)
         steps.append(logits.float())
         next_token = choose(logits.float(), tokens, config, gen)
@@ -76,6 +98,20 @@ def _serve(model, tokens, config, gen, server, hooks, run, trace):
     if trace is not None:
         trace.append({"logits": torch.stack(steps, dim=1).cpu(), "cache_keys": held})
     return tokens
+
+
+def mask_positions(padding) -> torch.Tensor:
+    """(batch, time) positions of left-padded rows, read off the padding mask: each row's real
+    tokens numbered from 0 (the padding gets 0 too; no real token sees it)."""
+    return ((~padding).long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def _key_padding(padding, origin: int, keys: int) -> torch.Tensor:
+    """(batch, keys) True at the request's padding among the `keys` a cached pass attends to:
+    the prompt's own, stored right after the `origin` keys the cache held before the request."""
+    out = torch.zeros(padding.shape[0], keys, dtype=torch.bool, device=padding.device)
+    out[:, origin:origin + padding.shape[1]] = padding
+    return out
 
 
 def choose(logits, tokens, config, gen) -> torch.Tensor:
@@ -200,22 +236,51 @@ def sample_and_measure(run, callbacks=(), trace=None) -> tuple[list[list[int]], 
     """
     if run.config.data == "sft":
         return answer_and_measure(run, callbacks, trace)
-    prompts = run.stream.prompts(N_PROMPTS, PROMPT_LEN)
-    full = generate(run.model, prompts, run.config, callbacks, run=run, trace=trace).cpu().tolist()
-    samples = [seq[PROMPT_LEN:] for seq in full]
+    texts = shown_prompts(run.config, N_PROMPTS, run.stream)
+    prompts, padding = prompt_batch(texts)
+    full = generate(run.model, prompts, run.config, callbacks, run=run, trace=trace,
+                    padding=padding).cpu().tolist()
+    samples = [seq[prompts.shape[1]:] for seq in full]
     metrics = repetition.summarize(samples)
     valid = run.stream.grammar.valid
-    metrics["valid_rate"] = sum(repetition.valid_rate(seq, valid, PROMPT_LEN)
-                                for seq in full) / len(full)
+    metrics["valid_rate"] = sum(repetition.valid_rate(prompt + sample, valid, len(prompt))
+                                for prompt, sample in zip(texts, samples)) / len(full)
     return samples, metrics
 
 
-def shown_prompts(config, count: int) -> list[list[int]]:
-    """The prompts a run's samples continue, as the model was fed them."""
+# code that only a cached decode runs: an offline decode (no cache) is the same without it
+SERVER_CODE = ("kv_cache_update", "kv_positions", "kv_lifetime", "kv_row_positions")
+
+
+def offline_config(config):
+    """`config` decoded offline: the same settings, every step re-reading the prefix."""
+    return dataclasses.replace(config, kv_cache=False,
+                               **{slot: usual(slot) for slot in SERVER_CODE})
+
+
+def same_text_share(samples: list[list[int]], reference: list[list[int]]) -> float:
+    """The share of prompts whose continuation in `samples` equals the one in `reference`."""
+    return sum(a == b for a, b in zip(samples, reference)) / len(samples)
+
+
+def prompt_batch(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompts as one batch, the shorter ones padded with PAD on the left (so that every
+    row's next token comes last), and (batch, longest) True at the padding."""
+    from .data import PAD
+    longest = max(len(p) for p in prompts)
+    tokens = torch.tensor([[PAD] * (longest - len(p)) + p for p in prompts])
+    padding = torch.tensor([[True] * (longest - len(p)) + [False] * len(p) for p in prompts])
+    return tokens, padding
+
+
+def shown_prompts(config, count: int, stream=None) -> list[list[int]]:
+    """The prompts a run's samples continue, as the model was fed them (padding left out)."""
     from .data import make_stream
-    stream = make_stream(config)
+    stream = stream or make_stream(config)
     if config.data != "sft":
-        return stream.prompts(count, PROMPT_LEN).tolist()
+        lengths = PROMPT_LENGTHS[config.prompt_lengths]
+        rows = stream.prompts(count, max(lengths)).tolist()
+        return [row[:lengths[i % len(lengths)]] for i, row in enumerate(rows)]
     from .chat import prompt_words
     template = chosen(config, "chat_template")
     return [template(prompt_words(p)) for p in stream.answer_prompts(count)]

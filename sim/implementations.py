@@ -50,6 +50,7 @@ HOMES: dict[str, tuple[str, str]] = {
     "padding_labels": ("data", "data: how the collator keeps padding out of the loss"),
     "kv_positions": ("serving", "serving: the rotary positions of the tokens fed with a cache"),
     "kv_lifetime": ("serving", "serving: the KV cache a request starts from"),
+    "kv_row_positions": ("serving", "serving: the rotary positions of a left-padded row"),
     "chat_template": ("chat", "serving: how a chat prompt becomes token ids"),
     "stop_check": ("chat", "serving: where an answer ends"),
     "lr_update": ("loop", "training loop: the learning rate set on the optimizer each step"),

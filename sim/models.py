@@ -94,10 +94,13 @@ class CausalSelfAttention(nn.Module):
 
 
 def rotary_tables(positions, head_dim: int):
-    """cos/sin of the rotary angles for each position: computed once per forward pass."""
+    """cos/sin of the rotary angles for each position: computed once per forward pass.
+    `positions` is (time,), shared by every row, or (batch, time), one row each."""
     half = head_dim // 2
     freqs = 10000.0 ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
-    angles = positions[:, None].float() * freqs[None, :]                 # (time, half)
+    angles = positions[..., None].float() * freqs                        # (..., time, half)
+    if angles.dim() == 3:
+        angles = angles[:, None]                   # (batch, 1, time, half): the same for each head
     return angles.cos(), angles.sin()
 
 
@@ -155,8 +158,9 @@ class TinyTransformer(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, tokens, key_padding=None, cache: KVCache | None = None, positions=None):
-        """`positions` are the rotary positions of `tokens` (default: their index after what
-        the cache holds); which keys a token may see follows its index, never its position."""
+        """`positions` are the rotary positions of `tokens`, (time,) or one row each (batch,
+        time) (default: their index after what the cache holds); which keys a token may see
+        follows its index and `key_padding` (batch, keys: cached and new), never its position."""
         start = cache.length if cache is not None else 0
         index = torch.arange(start, start + tokens.shape[1], device=tokens.device)
         positions = index if positions is None else positions

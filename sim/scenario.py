@@ -77,6 +77,9 @@ class Criterion:
     max_repeat_rate: float | None = None     # share of repeated 3-grams in generated text
     max_longest_loop: int | None = None      # longest run of a repeating n-gram, in tokens
     min_valid_rate: float | None = None      # share of generated transitions the grammar allows
+    # share of prompts the server continues exactly as the model does offline (without a KV
+    # cache, the same decoding settings): the standard test of a serving stack
+    min_offline_match: float | None = None
     min_sequences_seen: int | None = None    # training data budget the recipe was validated on
     min_stop_rate: float | None = None       # sft: share of answers that end with EOS
     min_answer_words: float | None = None    # sft: words per answer, on average
@@ -144,6 +147,8 @@ class Criterion:
         _limit(checks, "longest loop", summary.get("longest_loop"), self.max_longest_loop)
         _limit(checks, "grammatical transitions", summary.get("valid_rate"),
                self.min_valid_rate, at_least=True)
+        _limit(checks, "prompts continued as without the cache", summary.get("offline_match"),
+               self.min_offline_match, at_least=True)
         _limit(checks, "training sequences seen", summary.get("sequences_seen"),
                self.min_sequences_seen, at_least=True)
         _limit(checks, "answers that stop", summary.get("stop_rate"), self.min_stop_rate,
@@ -173,6 +178,8 @@ class Criterion:
                                  ("repeated 3-grams", self.max_repeat_rate, "<"),
                                  ("longest loop", self.max_longest_loop, "<"),
                                  ("grammatical transitions", self.min_valid_rate, ">="),
+                                 ("prompts continued as without the cache",
+                                  self.min_offline_match, ">="),
                                  ("training sequences seen", self.min_sequences_seen, ">="),
                                  ("answers that stop", self.min_stop_rate, ">="),
                                  ("words per answer", self.min_answer_words, ">="),

@@ -157,6 +157,27 @@ def cache_diverges_first_at(*steps) -> Callable[[RunResult], bool]:
     return holds
 
 
+def prompts_diverge_at(step: int, longest_too: bool) -> Callable[[RunResult], bool]:
+    """The `kvdiff` probe's prompt-by-prompt lines: no prompt first differs at another step
+    than `step` (one may agree throughout: a prompt of one repeated word reads the same at any
+    position), and the longest prompts of each request differ there too (`longest_too`: at
+    least one of them does) or all agree on every step while a shorter one differs."""
+    def holds(run: RunResult) -> bool:
+        from .probes.kvdiff import divergent_prompts
+        found = run.status == "completed" and divergent_prompts(run)
+        if not found:
+            return False
+        rows = [(words == max(w for w, _ in request), first)
+                for request in found for words, first in request]
+        if any(first not in (step, None) for _, first in rows):
+            return False
+        if longest_too:
+            return any(first == step for longest, first in rows if longest)
+        return (all(first is None for longest, first in rows if longest)
+                and any(first == step for longest, first in rows if not longest))
+    return holds
+
+
 def _first_batch(run: RunResult):
     """The batch of step 0 as the loss saw it (what `mask ROW 0` shows row by row)."""
     from .probes.batch import rebuild_batch

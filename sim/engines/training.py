@@ -91,6 +91,8 @@ class TrainingEngine:
             trace: list = []
             result.samples, text_metrics = sample_and_measure(run, callbacks, trace)
             result.summary.update(text_metrics)
+            if prepared.scenario.criterion.min_offline_match is not None:
+                result.summary["offline_match"] = _offline_match(trained, run, result.samples)
             result.detail = {"step_logits": torch.cat([t["logits"] for t in trace]),
                              "cache_keys": [t["cache_keys"] for t in trace]}   # per request
         if trained.run is not None and config.data == "preferences" \
@@ -138,6 +140,7 @@ class TrainingEngine:
                             if config.memory_budget_mib else ""))
         for key, label in (("repeat_rate", "repeated 3-grams"), ("longest_loop", "longest loop"),
                            ("valid_rate", "grammatical transitions"),
+                           ("offline_match", "prompts continued as without the cache"),
                            ("distinct_2", "distinct-2"), ("stop_rate", "answers that stop"),
                            ("answer_words", "words per answer"),
                            ("optimizer_state_mib", "optimizer state (MiB)"),
@@ -170,6 +173,21 @@ class _Trained:
     end: dict
     run: Any
     callbacks: list
+    offline: dict = dataclasses.field(default_factory=dict)   # decoding settings -> samples
+
+
+def _offline_match(trained: _Trained, run, samples: list) -> float:
+    """The share of prompts the server continued exactly as the model does offline: decoded
+    with the same settings, re-reading the prefix every step (no cache). The offline text of
+    a training is decoded once per decoding settings and kept with the training."""
+    from ..decoding import offline_config, same_text_share, sample_and_measure
+    if not run.config.kv_cache:
+        return 1.0                        # the server decoded offline: the same code, the same text
+    config = offline_config(run.config)
+    settings = json.dumps(config.to_dict(), sort_keys=True)
+    if settings not in trained.offline:
+        trained.offline[settings] = sample_and_measure(dataclasses.replace(run, config=config))[0]
+    return same_text_share(samples, trained.offline[settings])
 
 
 def _train(prepared: Prepared, callbacks: list, out: Path | None,

@@ -23,8 +23,10 @@ def uncached(result: RunResult) -> RunResult:
 def cache_divergence(result: RunResult) -> list[dict] | None:
     """Per request: `diffs` (the largest |cached - uncached| next-token logit per step, None
     once the two decodes have produced different tokens), `first` (the first step whose
-    difference exceeds TOLERANCE, or None), `cache_keys` (keys held after each step) and
-    `rows`. None when the run has no cached decode to compare."""
+    difference exceeds TOLERANCE, or None), `row_first` (the same, prompt by prompt),
+    `words` (each prompt's length in words: shorter ones were left-padded), `cache_keys`
+    (keys held after each step) and `rows`. None when the run has no cached decode to compare."""
+    from ..decoding import shown_prompts
     detail = result.detail or {}
     if not any(detail.get("cache_keys") or ()):
         return None
@@ -34,24 +36,42 @@ def cache_divergence(result: RunResult) -> list[dict] | None:
     cached, plain = detail["step_logits"], reference.detail["step_logits"]
     total, count = cached.shape[0], len(detail["cache_keys"])
     sizes = [total // count + (1 if i < total % count else 0) for i in range(count)]   # tensor_split
+    words = [len(p) for p in shown_prompts(result.config, total)]
+    per_row = [_row_diffs(result, reference, cached, plain, row) for row in range(total)]
     out, start = [], 0
     for held, size in zip(detail["cache_keys"], sizes):
         rows = range(start, start + size)
         start = rows.stop
-        diffs = []
-        for step in range(cached.shape[1]):
-            same = all(result.samples[r][:step] == reference.samples[r][:step] for r in rows)
-            gap = (cached[rows.start:rows.stop, step] - plain[rows.start:rows.stop, step]).abs()
-            diffs.append(float(gap.max()) if same else None)
-        first = next((s for s, d in enumerate(diffs) if d is None or d > TOLERANCE), None)
-        out.append({"rows": size, "diffs": diffs, "first": first, "cache_keys": held})
+        # a request's step: its largest difference, while all its prompts share their prefix
+        diffs = [max(d) if None not in d else None for d in zip(*(per_row[r] for r in rows))]
+        out.append({"rows": size, "diffs": diffs, "first": _first(diffs),
+                    "row_first": [_first(per_row[r]) for r in rows],
+                    "words": [words[r] for r in rows], "cache_keys": held})
     return out
+
+
+def _row_diffs(result, reference, cached, plain, row: int) -> list[float | None]:
+    """One prompt's largest |logit difference| per step, None once its tokens differ."""
+    return [float((cached[row, step] - plain[row, step]).abs().max())
+            if result.samples[row][:step] == reference.samples[row][:step] else None
+            for step in range(cached.shape[1])]
+
+
+def _first(diffs: list[float | None]) -> int | None:
+    return next((s for s, d in enumerate(diffs) if d is None or d > TOLERANCE), None)
 
 
 def first_divergent_steps(result: RunResult) -> tuple | None:
     """The first divergent step of each request (None where the two decodes agree)."""
     found = cache_divergence(result)
     return None if found is None else tuple(request["first"] for request in found)
+
+
+def divergent_prompts(result: RunResult) -> tuple | None:
+    """Per request, the first divergent step of each of its prompts, as (words, step) pairs."""
+    found = cache_divergence(result)
+    return None if found is None else tuple(tuple(zip(r["words"], r["row_first"]))
+                                            for r in found)
 
 
 def render_cache_divergence(result: RunResult) -> str:
@@ -76,6 +96,12 @@ def render_cache_divergence(result: RunResult) -> str:
                  f"{TOLERANCE:g}: " + ", ".join(
                      f"req{i + 1} {'none' if r['first'] is None else r['first']}"
                      for i, r in enumerate(found)))
+    lines.append("the same, prompt by prompt (words in the prompt: first step; shorter prompts "
+                 "are left-padded to the request's longest):")
+    for i, request in enumerate(found):
+        lines.append(f"  req{i + 1}: " + "   ".join(
+            f"{words}w: {'none' if first is None else first}"
+            for words, first in zip(request["words"], request["row_first"])))
     return "\n".join(lines)
 
 

@@ -17,8 +17,7 @@ def render_samples(result: RunResult, overrides=None, count: int = 6) -> str:
     accepted: a probe must not change the training. The text is shown as generated, with the
     run's measurements below it; nothing in the text is marked.
     """
-    from ..data import make_stream
-    from ..decoding import PROMPT_LEN
+    from ..decoding import shown_prompts
     overrides = dict(overrides or {})
     others = sorted(set(overrides) - set(DECODING_KEYS))
     if others:
@@ -33,7 +32,7 @@ def render_samples(result: RunResult, overrides=None, count: int = 6) -> str:
     cfg, summary = result.config, result.summary
     if cfg.data == "sft":
         return _render_answers(result, count)
-    prompts = make_stream(cfg).prompts(len(result.samples), PROMPT_LEN).tolist()
+    prompts = shown_prompts(cfg, len(result.samples))
     settings = (f"decode={cfg.decode} temperature={cfg.temperature:g} top_k={cfg.top_k} "
                 f"top_p={cfg.top_p:g} repetition_penalty={cfg.repetition_penalty:g} "
                 f"no_repeat_ngram={cfg.no_repeat_ngram} kv_cache={str(cfg.kv_cache).lower()}")
