@@ -17,7 +17,7 @@ EVAL = Change("Evaluate every 10 steps", {"eval_every": 10})
 REFERENCE_CODE = "Loaded the reference model without an extra copy of the weights"
 PENALTY_CODE = "Moved the KL coefficient into the shared trainer config"
 SAMPLES = Change("Log eight of the policy's samples at the end of the run")
-LR_CHANGE = "Raised the policy's learning rate to 4e-2 to finish tuning sooner"
+LR_CHANGE = "Raised the policy's learning rate to 5e-2 to finish tuning sooner"
 
 SCENARIO = Scenario(
     id="rlhf_reward_hacking",
@@ -30,18 +30,18 @@ SCENARIO = Scenario(
         "team's reward model scores each answer, and a policy gradient (REINFORCE with a\n"
         "baseline) pushes towards high-scoring answers. The reward is the score minus beta *\n"
         "KL(policy || reference), the KL estimated as the sampled tokens' summed\n"
-        "log pi - log pi_ref, the reference being the model as tuning starts (beta 2, lr 4e-3,\n"
-        "30 steps). Last month's run raised the score and kept the answers as grammatical as\n"
-        "the pretrained model's, within 4 nats of KL from it. This week the score may climb\n"
+        "log pi - log pi_ref, the reference being the model as tuning starts (beta 2, lr 5e-3,\n"
+        "24 steps). Last month's run raised the score and kept the answers as grammatical as\n"
+        "the pretrained model's, within 4.5 nats of KL from it. This week the score may climb\n"
         "far higher, but the answers are worse: fewer of their words follow the language, and\n"
         "the policy has moved far from where it started. The grader judges fresh answers to\n"
         "held-out prompts by the language's grammar itself. Find out why and fix it."),
     # The team's pretrained transformer (sim/pretrained.py) as policy, the team's reward model
-    # (trained once, kept like the checkpoint), 30 steps of 32 rollouts at lr 4e-3, constant,
-    # beta 2 (about 0.5 s).
+    # (trained once, kept like the checkpoint), 24 steps of 32 rollouts at lr 5e-3, constant,
+    # beta 2 (about 0.4 s).
     base={"model": "rlhf", "base_model": "pretrained", "data": "rollouts", "seq_len": 16,
           "vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 32,
-          "steps": 30, "lr": 4e-3, "warmup_steps": 0, "schedule": "constant", "eval_every": 0,
+          "steps": 24, "lr": 5e-3, "warmup_steps": 0, "schedule": "constant", "eval_every": 0,
           "rlhf_beta": 2.0},
     causes=(
         Cause(
@@ -97,11 +97,11 @@ SCENARIO = Scenario(
         Cause(
             id="overoptimised",
             title="The policy's learning rate is ten times too high for the proxy",
-            fault=Fault("the policy's lr was raised from 4e-3 to 4e-2: each update jumps far "
+            fault=Fault("the policy's lr was raised from 5e-3 to 5e-2: each update jumps far "
                         "past what one batch of rollouts and the KL penalty can hold",
-                        config={"lr": 4e-2}),
+                        config={"lr": 5e-2}),
             explanation=(
-                "The learning rate was raised to 4e-2. The KL penalty acts only through the\n"
+                "The learning rate was raised to 5e-2. The KL penalty acts only through the\n"
                 "rollouts already sampled: it can pull back a step that went too far, not stop\n"
                 "it. At ten times the usual lr every update jumps far from the reference (the\n"
                 "logged KL and its penalty are several times a healthy run's from the first\n"
@@ -124,7 +124,7 @@ SCENARIO = Scenario(
             config={"rlhf_penalty": "beta_from_config"}),
         Fix("copy_reference", "Load the reference with a copy of the weights, frozen",
             config={"rlhf_reference": "loaded_copy"}),
-        Fix("usual_lr", "Set the policy's learning rate back to 4e-3", config={"lr": 4e-3}),
+        Fix("usual_lr", "Set the policy's learning rate back to 5e-3", config={"lr": 5e-3}),
         Fix("lower_beta", "Lower beta to 0.5 so the KL penalty stops holding the reward back",
             config={"rlhf_beta": 0.5}),
     ),
@@ -132,7 +132,7 @@ SCENARIO = Scenario(
     # nats; beta 0.5 (the trap) gold 0.26-0.36, KL 12-14; lr 4e-2 KL 6.3-8.6 (gold 0.30-0.56);
     # beta read as 0 or a shared reference gold 0.15-0.25, KL 17-21. The reward model ranks 0.84
     # of held-out quality pairs right. See the README's note for the seeds 0-15 spread.
-    criterion=Criterion(min_gold_reward=0.45, max_kl_pretrained=4.0),
+    criterion=Criterion(min_gold_reward=0.4, max_kl_pretrained=4.5),
     resolves={
         "kl_penalty_off": ("read_beta",),
         "reference_not_frozen": ("copy_reference",),

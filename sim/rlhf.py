@@ -70,14 +70,15 @@ def gold_quality(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
 def _corrupt(rows: torch.Tensor, gen, vocab_size: int, keep_out: int | None) -> torch.Tensor:
     """`rows` with RM_RECIPE["replaced"] answer words each replaced by another word (never
     `keep_out`)."""
-    rows = rows.clone()
-    words = torch.arange(FIRST_WORD, vocab_size)
-    for i in range(rows.shape[0]):
-        positions = PROMPT_WORDS + torch.randperm(ANSWER_TOKENS, generator=gen)[
-            :RM_RECIPE["replaced"]]
-        for p in positions.tolist():
-            allowed = words[(words != rows[i, p]) & (words != (keep_out or -1))]
-            rows[i, p] = allowed[torch.randint(len(allowed), (1,), generator=gen)]
+    rows, n = rows.clone(), vocab_size - FIRST_WORD
+    positions = PROMPT_WORDS + torch.rand(rows.shape[0], ANSWER_TOKENS, generator=gen).argsort(
+        dim=1)[:, :RM_RECIPE["replaced"]]
+    old = rows.gather(1, positions) - FIRST_WORD
+    new = (old + torch.randint(1, n, old.shape, generator=gen)) % n
+    if keep_out is not None:             # step past it, and past the old word after it
+        for _ in range(2):
+            new = torch.where((new == keep_out - FIRST_WORD) | (new == old), (new + 1) % n, new)
+    rows.scatter_(1, positions, new + FIRST_WORD)
     return rows
 
 
@@ -126,14 +127,15 @@ def train_reward_model(config):
     (started from the LM head, so it starts as the LM's logit of the token), trained with the
     pairwise ranking loss on `reward_pairs` (raters' pairs included)."""
     from .loop import train
-    from .models import TinyTransformer
     from .pretrained import pretrained_state
+    from .without_dynamo import optimizer_class
     with torch.random.fork_rng():
         torch.manual_seed(RM_RECIPE["seed"])
         model = _shape(config)
         model.load_state_dict(pretrained_state(config, train))
         preferred, other = reward_pairs(config.vocab_size, RM_PAIRS, RM_RECIPE["seed"], True)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=RM_RECIPE["lr"])
+        optimizer = optimizer_class(torch.optim.AdamW)(model.parameters(), lr=RM_RECIPE["lr"],
+                                                       foreach=True)
         gen = torch.Generator().manual_seed(RM_RECIPE["seed"] + 1)
         size = RM_RECIPE["batch_size"]
         for step in range(RM_RECIPE["steps"]):
@@ -172,10 +174,13 @@ def reward_model(config):
 def reward_model_accuracy(config) -> float:
     """The reward model's share of held-out quality pairs (a grammatical answer against the
     same answer with words replaced, the favourite word allowed anywhere) ranked right."""
-    preferred, other = reward_pairs(config.vocab_size, RM_HELD_OUT, 7919, False)
     model = reward_model(config)
-    with torch.no_grad():
-        return accuracy(rm_scores(model, preferred), rm_scores(model, other))
+    if not hasattr(model, "heldout_accuracy"):
+        preferred, other = reward_pairs(config.vocab_size, RM_HELD_OUT, 7919, False)
+        with torch.no_grad():
+            model.heldout_accuracy = accuracy(rm_scores(model, preferred),
+                                              rm_scores(model, other))
+    return model.heldout_accuracy
 
 
 # --- rollouts --------------------------------------------------------------------------------
