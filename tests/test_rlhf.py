@@ -101,3 +101,12 @@ def test_the_criterion_judges_gold_and_drift():
     assert drifted["KL to the pretrained model"] is False
     assert "rlhf_beta" in _config().recipe_dict() and "rlhf_beta" not in \
         TrainConfig().recipe_dict()
+
+
+def test_the_doctor_reads_no_alarm_into_a_policy_gradient_loss(tmp_path):
+    """The REINFORCE loss goes below 0 and swings with each batch's advantages: its shape is no
+    evidence of an lr too high or of leakage."""
+    from debugsim.sim import doctor
+    run = app.execute(app.prepare("rlhf_reward_hacking", 1), tmp_path)
+    assert min(r["loss"] for r in run.records) < 0
+    assert doctor.diagnose(tmp_path / "metrics.jsonl").findings == []
