@@ -6,18 +6,20 @@ model, minus a KL penalty to a frozen reference (`sim/rlhf.py`). The reward mode
 with a flaw (its raters liked one word for its own sake); the gold reward is the language's real
 quality (the share of grammatical tokens). Two code bugs take the KL anchor away (beta read
 from a key the config does not have: 0; the reference loaded with assign=True shares the
-policy's storage: the KL is always 0), one config pushes the policy far too hard (lr ten times
-last month's). Each shows in the logged reward, KL, penalty and gold curves and the samples.
+policy's storage: the KL is always 0), one pushes the policy far too hard (the trainer's lr
+setup multiplies the lr by ten). Each shows in the logged reward, KL, penalty, gold and lr
+curves and in the samples.
 """
 from ..sim.config import FIXED_REASONS
 from ..sim.scenario import Cause, Change, Criterion, Fault, Fix, Scenario
-from ..sim.tells import Tell, all_of, logged_all_zero, summary_at_least
+from ..sim.tells import (Tell, all_of, logged_all_zero, lr_climbs_past_config,
+                         summary_at_least)
 
 EVAL = Change("Evaluate every 10 steps", {"eval_every": 10})
 REFERENCE_CODE = "Loaded the reference model without an extra copy of the weights"
 PENALTY_CODE = "Moved the KL coefficient into the shared trainer config"
 SAMPLES = Change("Log eight of the policy's samples at the end of the run")
-LR_CHANGE = "Raised the policy's learning rate to 5e-2 to finish tuning sooner"
+TRAINER_CODE = "Moved the optimizer's learning-rate setup into the shared trainer"
 
 SCENARIO = Scenario(
     id="rlhf_reward_hacking",
@@ -97,23 +99,27 @@ SCENARIO = Scenario(
         Cause(
             id="overoptimised",
             title="The policy's learning rate is ten times too high for the proxy",
-            fault=Fault("the policy's lr was raised from 5e-3 to 5e-2: each update jumps far "
-                        "past what one batch of rollouts and the KL penalty can hold",
-                        config={"lr": 5e-2}),
+            fault=Fault("the shared trainer's code that sets the optimizer's lr each step "
+                        "multiplies the scheduled lr by ten (5e-2 instead of 5e-3): each update "
+                        "jumps far past what a batch of rollouts and the KL penalty can hold",
+                        config={"lr_update": "times_ten"}),
             explanation=(
-                "The learning rate was raised to 5e-2. The KL penalty acts only through the\n"
+                "The config says lr 5e-3, but the shared trainer's lr setup multiplied it by ten\n"
+                "(the log's lr column shows 5e-2). The KL penalty acts only through the\n"
                 "rollouts already sampled: it can pull back a step that went too far, not stop\n"
                 "it. At ten times the usual lr every update jumps far from the reference (the\n"
                 "logged KL and its penalty are several times a healthy run's from the first\n"
-                "steps), the score barely rises for all the penalty paid, and the policy ends\n"
+                "steps), the score rises little for all the penalty paid, and the policy ends\n"
                 "far outside the KL budget, often with its grammar broken. This is why RLHF\n"
                 "runs use small learning rates, PPO clips each update, and teams watch the KL:\n"
                 "the reward model is only trustworthy close to the data it was trained on."),
             tell="the KL penalty is subtracted, yet the logged KL is several times a healthy "
-                 "run's from the first steps and the score barely rises (plot kl, plot lr)",
-            changes=(LR_CHANGE,),
+                 "run's from the first steps; the log's lr is ten times the config's (plot kl, "
+                 "plot lr)",
+            changes=(TRAINER_CODE,),
             signal=Tell("plot kl, plot kl_penalty, plot lr", all_of(
-                summary_at_least("train_kl", 4.0), summary_at_least("train_kl_penalty", 1.0))),
+                summary_at_least("train_kl", 4.0), summary_at_least("train_kl_penalty", 1.0),
+                lr_climbs_past_config(5.0))),
             hints=("Plot the KL and its penalty, and the learning rate (plot kl, plot "
                    "kl_penalty, plot lr).",
                    "The penalty is applied, so the anchor works; why is the KL still large "
@@ -124,7 +130,8 @@ SCENARIO = Scenario(
             config={"rlhf_penalty": "beta_from_config"}),
         Fix("copy_reference", "Load the reference with a copy of the weights, frozen",
             config={"rlhf_reference": "loaded_copy"}),
-        Fix("usual_lr", "Set the policy's learning rate back to 5e-3", config={"lr": 5e-3}),
+        Fix("lr_as_configured", "Set the optimizer's lr from the schedule as configured",
+            config={"lr_update": "from_schedule"}),
         Fix("lower_beta", "Lower beta to 0.5 so the KL penalty stops holding the reward back",
             config={"rlhf_beta": 0.5}),
     ),
@@ -136,14 +143,15 @@ SCENARIO = Scenario(
     resolves={
         "kl_penalty_off": ("read_beta",),
         "reference_not_frozen": ("copy_reference",),
-        "overoptimised": ("usual_lr",),
+        "overoptimised": ("lr_as_configured",),
     },
     harms=("lower_beta",),
-    code=("rlhf_penalty", "rlhf_reference"),
+    code=("rlhf_penalty", "rlhf_reference", "lr_update"),
     recipe=("lr", "warmup_steps", "schedule", "weight_decay", "grad_clip", "optimizer",
             "rlhf_beta"),
     fixed=FIXED_REASONS,
-    decoys=(EVAL, SAMPLES, Change(REFERENCE_CODE), Change(PENALTY_CODE)),
+    decoys=(EVAL, SAMPLES, Change(REFERENCE_CODE), Change(PENALTY_CODE),
+            Change(TRAINER_CODE)),
     evidence="gold_reward",
     interview_question="Your RLHF reward keeps climbing but the outputs get worse. Why is there "
                        "a KL term, why must the reference be frozen, and how do PPO and DPO "
