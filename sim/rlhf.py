@@ -187,16 +187,21 @@ def reward_model_accuracy(config) -> float:
 
 
 def sample_answers(policy, prompts: torch.Tensor, gen) -> torch.Tensor:
-    """Each prompt with ANSWER_TOKENS tokens the policy samples after it (temperature 1)."""
+    """Each prompt with ANSWER_TOKENS tokens the policy samples after it (temperature 1, with
+    a KV cache)."""
+    from .models import KVCache
     was_training = policy.training
     policy.eval()
-    tokens = prompts
+    cache, tokens = KVCache(), [prompts]
     with torch.no_grad():
-        for _ in range(ANSWER_TOKENS):
-            probs = torch.softmax(policy(tokens)[:, -1].float(), dim=-1)
-            tokens = torch.cat([tokens, torch.multinomial(probs, 1, generator=gen)], dim=1)
+        logits = policy(prompts, cache=cache)[:, -1]
+        for index in range(ANSWER_TOKENS):
+            probs = torch.softmax(logits.float(), dim=-1)
+            tokens.append(torch.multinomial(probs, 1, generator=gen))
+            if index + 1 < ANSWER_TOKENS:
+                logits = policy(tokens[-1], cache=cache)[:, -1]
     policy.train(was_training)
-    return tokens
+    return torch.cat(tokens, dim=1)
 
 
 class RolloutStream:
@@ -229,8 +234,13 @@ class RolloutStream:
         return self._rollouts(self._prompts(seed, cfg.batch_size), seed + 1)
 
     def eval_batch(self) -> Batch:
-        seed = self.config.seed * 1_000_003 + 104_729
-        return self._rollouts(self._prompts(seed, HELD_OUT), seed + 1)
+        """The held-out prompts answered by the policy as it is now (sampled once per state of
+        its weights: the last step's evaluation and the run's summary share it)."""
+        state = tuple(p._version for p in self.policy.parameters())   # bumped by each update
+        if getattr(self, "_eval", (None,))[0] != state:
+            seed = self.config.seed * 1_000_003 + 104_729
+            self._eval = state, self._rollouts(self._prompts(seed, HELD_OUT), seed + 1)
+        return self._eval[1]
 
     def prompts(self, count: int, length: int = PROMPT_WORDS) -> torch.Tensor:
         return self.eval_batch().tokens[:count, :length]
