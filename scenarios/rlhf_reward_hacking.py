@@ -33,9 +33,10 @@ SCENARIO = Scenario(
         "baseline) pushes towards high-scoring answers. The reward is the score minus beta *\n"
         "KL(policy || reference), the KL estimated as the sampled tokens' summed\n"
         "log pi - log pi_ref, the reference being the model as tuning starts (beta 2, lr 5e-3,\n"
-        "24 steps). Last month's run raised the score and kept the answers as grammatical as\n"
-        "the pretrained model's, within 4.5 nats of KL from it. This week the score may climb\n"
-        "far higher, but the answers are worse: fewer of their words follow the language, and\n"
+        "24 steps). Last month's run raised the score (from about 2 to about 5) while about half\n"
+        "of the answers' tokens still followed the grammar, nearly as many as with the\n"
+        "pretrained model, within 4.5 nats of KL from it. This week the score may climb\n"
+        "far higher, but the answers are worse: fewer of their words follow the language, or\n"
         "the policy has moved far from where it started. The grader judges fresh answers to\n"
         "held-out prompts by the language's grammar itself. Find out why and fix it."),
     # The team's pretrained transformer (sim/pretrained.py) as policy, the team's reward model
@@ -109,8 +110,9 @@ SCENARIO = Scenario(
                 "rollouts already sampled: it can pull back a step that went too far, not stop\n"
                 "it. At ten times the usual lr every update jumps far from the reference (the\n"
                 "logged KL and its penalty are several times a healthy run's from the first\n"
-                "steps), the score rises little for all the penalty paid, and the policy ends\n"
-                "far outside the KL budget, often with its grammar broken. This is why RLHF\n"
+                "steps) and the policy ends far outside the KL budget, its grammar often broken:\n"
+                "its score mostly no higher than a healthy run's, or it lands in the reward\n"
+                "model's blind spot. This is why RLHF\n"
                 "runs use small learning rates, PPO clips each update, and teams watch the KL:\n"
                 "the reward model is only trustworthy close to the data it was trained on."),
             tell="the KL penalty is subtracted, yet the logged KL is several times a healthy "
@@ -135,10 +137,13 @@ SCENARIO = Scenario(
         Fix("lower_beta", "Lower beta to 0.5 so the KL penalty stops holding the reward back",
             config={"rlhf_beta": 0.5}),
     ),
-    # Bare seeds 0-3 (30 steps): healthy gold 0.51-0.57, KL to the pretrained model 1.3-1.9
-    # nats; beta 0.5 (the trap) gold 0.26-0.36, KL 12-14; lr 4e-2 KL 6.3-8.6 (gold 0.30-0.56);
-    # beta read as 0 or a shared reference gold 0.15-0.25, KL 17-21. The reward model ranks 0.84
-    # of held-out quality pairs right. See the README's note for the seeds 0-15 spread.
+    # Bare seeds 0-9 (10-15 in brackets, not tuned to): healthy gold 0.449-0.539 (0.465-0.521),
+    # KL to the pretrained model 1.63-2.90 (2.28-3.23) nats, score 4.3-5.5; beta 0.5 (the trap)
+    # gold 0.26-0.47 (0.31-0.48), KL 9.3-16.1 (10.0-14.0); lr times ten KL 7.5-26.8 (7.1-11.3),
+    # gold 0.09-0.45 (0.24-0.83); beta read as 0 and the shared reference (the same numerics)
+    # gold 0.05-0.10 (0.05-0.18), KL 25.6-27.4 (23.0-27.2), score 14.2-14.8. The pretrained
+    # model's own answers: gold about 0.57. The reward model ranks 0.766 of held-out quality
+    # pairs right (it is trained once for every seed).
     criterion=Criterion(min_gold_reward=0.4, max_kl_pretrained=4.5),
     resolves={
         "kl_penalty_off": ("read_beta",),
