@@ -22,6 +22,7 @@ class TrainConfig:
     # --- model ---
     model: str = "transformer"      # transformer | mlp | reward (a transformer with a scalar head)
     #                                 | dpo (a transformer LM tuned with DPO against a reference)
+    #                                 | rlhf (a transformer LM tuned by policy gradient on a reward model)
     vocab_size: int = 16            # toy-language vocabulary (incl. 4 special tokens)
     seq_len: int = 24               # tokens per training sequence
     d_model: int = 48               # embedding width
@@ -35,6 +36,7 @@ class TrainConfig:
     lora_targets: str = "hidden,out"  # linear layers that get adapters, by attribute name
     # --- data ---
     data: str = "markov"            # markov (plain LM) | sft (prompt/response with padding) | preferences
+    #                                 | rollouts (the policy's own answers, scored by a reward model)
     train_sequences: int = 0        # markov: size of the training set (epochs repeat it); 0 = endless
     padding_side: str = "right"     # right | left (sft data only)
     length_grouped: bool = False    # sft: batch sequences of similar length together
@@ -42,6 +44,7 @@ class TrainConfig:
     pad_token: str = "pad"          # sft: what the collator pads with: pad (its own id) | eos
     pref_lengths: str = "balanced"  # preferences: balanced (lengths drawn apart) | chosen_longer
     dpo_beta: float = 0.1           # dpo: beta, the weight of the implicit reward (KL strength)
+    rlhf_beta: float = 0.05         # rlhf: beta, the weight of the KL penalty to the reference
     # --- optimisation ---
     optimizer: str = "adamw"        # adamw | adam | sgd
     lr: float = 1e-2                # peak learning rate
@@ -104,6 +107,8 @@ class TrainConfig:
     reward_position: str = "last_real_token"      # reward model: where a row's reward is read
     dpo_reference: str = "deep_copy"              # dpo: how the reference model is made
     dpo_scale: str = "beta_on_margin"             # dpo: where beta enters the loss
+    rlhf_reference: str = "loaded_copy"           # rlhf: how the KL penalty's reference is made
+    rlhf_penalty: str = "beta_from_config"        # rlhf: how the KL penalty enters the reward
     # --- run ---
     seed: int = 0
     device: str = "cpu"             # cpu | cuda
@@ -124,6 +129,7 @@ class TrainConfig:
         unused += ("pref_lengths",)   # what the preference data holds: the data shows it
         unused += ("dpo_beta",) if self.model != "dpo" else ()
         unused += ("prompt_lengths",) if self.prompt_lengths == "equal" else ()   # no padding
+        unused += ("rlhf_beta",) if self.model != "rlhf" else ()
         return {k: v for k, v in self.to_dict().items()
                 if k not in IMPLEMENTATION_FIELDS and k not in unused}
 
@@ -163,6 +169,8 @@ IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
     "reward_position": ("last_real_token", "last_column"),
     "dpo_reference": ("deep_copy", "shallow_copy"),
     "dpo_scale": ("beta_on_margin", "beta_twice", "beta_divides"),
+    "rlhf_reference": ("loaded_copy", "assigned_weights"),
+    "rlhf_penalty": ("beta_from_config", "beta_from_kl_coef"),
 }
 
 # Fields that model how the code is written (a code bug is injected by setting one), not
@@ -202,10 +210,10 @@ FIXED_REASONS: dict[str, str] = {
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("transformer", "mlp", "reward", "dpo"),
+    "model": ("transformer", "mlp", "reward", "dpo", "rlhf"),
     "base_model": ("scratch", "pretrained"),
     "attn_mask_value": ("min", "-inf"),
-    "data": ("markov", "sft", "preferences"),
+    "data": ("markov", "sft", "preferences", "rollouts"),
     "pref_lengths": ("balanced", "chosen_longer"),
     "sft_lengths": ("short_answers", "long_answers", "four_word_answers"),
     "padding_side": ("right", "left"),
@@ -228,7 +236,7 @@ _LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
     "eval_every": (0, True), "eval_batch_size": (1, True), "temperature": (0, False),
     "top_k": (0, True), "top_p": (0, False), "repetition_penalty": (0, False),
     "no_repeat_ngram": (0, True), "gen_tokens": (1, True), "seed": (0, True),
-    "requests": (1, True), "dpo_beta": (0, False),
+    "requests": (1, True), "dpo_beta": (0, False), "rlhf_beta": (0, True),
 }
 _UPPER_BOUNDS: dict[str, float] = {"vocab_size": 64, "d_model": 1024, "n_layer": 24, "top_p": 1.0, "momentum": 1.0, "lr": 100.0, "steps": 100_000,
                                    "seq_len": 4096, "batch_size": 65_536,

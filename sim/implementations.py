@@ -62,6 +62,8 @@ HOMES: dict[str, tuple[str, str]] = {
     "reward_position": ("preferences", "reward model: where a sequence's reward is read"),
     "dpo_reference": ("dpo", "DPO: how the reference model is made from the policy"),
     "dpo_scale": ("dpo", "DPO: the logit of each pair, from the log-ratios and beta"),
+    "rlhf_reference": ("models", "RLHF: how the KL penalty's reference model is made"),
+    "rlhf_penalty": ("rlhf", "RLHF: each rollout's reward, the KL penalty subtracted"),
 }
 
 _registered: dict[str, dict[str, Callable]] = {}

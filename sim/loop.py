@@ -26,6 +26,7 @@ from .device import MiB, SimulatedDevice, SimulatedOutOfMemory
 from .models import build_model
 from .dpo import dpo_loss
 from .preferences import PreferenceStream, ranking_loss
+from .rlhf import RolloutStream, rlhf_loss
 from .without_dynamo import optimizer_class
 
 
@@ -98,7 +99,10 @@ def token_loss(logits, targets):
 
 def batch_loss(config: TrainConfig, output, batch: Batch):
     """The summed loss of a batch and how many items it counts: tokens for a language model,
-    pairs for a reward model (the pairwise ranking loss) or a policy tuned with DPO."""
+    pairs for a reward model (the pairwise ranking loss) or a policy tuned with DPO, rollouts
+    for a policy tuned by policy gradient (RLHF)."""
+    if config.model == "rlhf":
+        return rlhf_loss(config, output, batch)
     if config.data == "preferences":
         if config.model == "dpo":
             return dpo_loss(config, output, batch)
@@ -168,10 +172,13 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     torch.manual_seed(config.seed)
     device = SimulatedDevice(int(config.memory_budget_mib * MiB),
                              enabled=track_memory or config.memory_budget_mib > 0)
-    stream = PreferenceStream(config) if config.data == "preferences" else make_stream(config)
+    stream = PreferenceStream(config) if config.data == "preferences" else \
+        RolloutStream(config) if config.data == "rollouts" else make_stream(config)
     model = build_model(config).to(config.device)
     if config.base_model == "pretrained":
         model.load_state_dict(pretrained_state(config, train))
+    if config.data == "rollouts":
+        stream.attach(model)            # the policy answers the prompts it learns from
     params = chosen(config, "lora_setup")(model, config) if config.lora_r else None
     optimizer = build_optimizer(config, model, params)
     scale = loss_scale_of(config)

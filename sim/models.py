@@ -244,6 +244,41 @@ class DPOModel(nn.Module):
         return self.policy.layer_groups()
 
 
+class RLHFModel(DPOModel):
+    """A language model tuned by policy gradient against a reward model (`sim/rlhf.py`): the
+    policy and the KL penalty's reference, made by the team's code (the `rlhf_reference` slot);
+    returns the two models' logits stacked like `DPOModel`."""
+
+    def _starting_point(self) -> None:
+        self.__dict__["reference"] = chosen(self.config, "rlhf_reference")(self.policy,
+                                                                           self.config)
+        start = copy.deepcopy(self.policy).eval()
+        self.__dict__["start"] = start.requires_grad_(False)
+
+
+def _like(config) -> TinyTransformer:
+    return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
+                           config.n_head, config.attn_mask_value, config.activation_checkpointing)
+
+
+@implements("rlhf_reference", "loaded_copy")
+def reference_policy(policy, config):
+    """The KL penalty's reference: a model of the policy's shape loaded with the weights the
+    policy starts from, in eval mode and without gradients."""
+    reference = _like(config)
+    reference.load_state_dict(policy.state_dict())
+    return reference.eval().requires_grad_(False)
+
+
+@implements("rlhf_reference", "assigned_weights")
+def frozen_reference(policy, config):
+    """The KL penalty's reference: a model of the policy's shape loaded with the weights the
+    policy starts from, in eval mode and without gradients."""
+    reference = _like(config)
+    reference.load_state_dict(policy.state_dict(), assign=True)
+    return reference.eval().requires_grad_(False)
+
+
 @implements("lm_window", "ending_at_token")
 def context_windows(x, context: int):
     """For each position, the embeddings of the `context` tokens it predicts from, side by
@@ -295,6 +330,8 @@ def build_model(config) -> nn.Module:
         return RewardModel(config)
     if config.model == "dpo":
         return DPOModel(config)
+    if config.model == "rlhf":
+        return RLHFModel(config)
     if config.model == "mlp":
         return MlpLM(config.vocab_size, config.d_model, windows=chosen(config, "lm_window"))
     return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,

@@ -263,7 +263,9 @@ def _style(ax, title: str, ylabel: str, log, y=None) -> bool:
         return False
     values = np.asarray(y, dtype=float)
     positive = values[np.isfinite(values) & (values > 0)]
-    if not len(positive) or positive.max() / positive.min() <= (50 if log == "auto" else 8):
+    # a curve with values at or below 0 (a policy gradient's loss) would lose them on a log axis
+    if not len(positive) or (values[np.isfinite(values)] <= 0).any() or \
+            positive.max() / positive.min() <= (50 if log == "auto" else 8):
         ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=NICE_STEPS))
         return False
     _log_y(ax, span=positive.max() / positive.min())
@@ -471,8 +473,11 @@ def _check_name(result, name: str) -> None:
 
 
 def _unit(result, spec) -> str:
-    """The signal's unit; a reward model's or DPO's loss is per pair."""
+    """The signal's unit; a reward model's or DPO's loss is per pair, a policy gradient's is
+    a surrogate per answer."""
     config = getattr(result, "config", None)
+    if spec.name in ("loss", "eval_loss") and getattr(config, "model", "") == "rlhf":
+        return "policy-gradient loss (-advantage * log pi / answer)"
     if spec.name in ("loss", "eval_loss") and getattr(config, "data", "") == "preferences":
         return "DPO loss (nats / pair)" if config.model == "dpo" else "ranking loss (nats / pair)"
     return spec.unit

@@ -40,7 +40,7 @@ def pretrained_state(config, train: Callable) -> dict:
              config.n_head)
     if shape not in _cache:
         recipe = with_recipe(config)
-        path = _file(shape, recipe)
+        path = _file("pretrained", shape, recipe.to_dict())
         state = _load(path)
         if state is None:
             with torch.random.fork_rng():
@@ -60,19 +60,30 @@ def with_recipe(config):
         "seq_len": config.seq_len, "n_layer": config.n_layer, "n_head": config.n_head})
 
 
+def kept_state(name: str, shape: tuple, recipe: dict, make: Callable[[], dict]) -> dict:
+    """Another checkpoint the team keeps (the RLHF reward model): loaded from the debugsim home
+    when a file made by the same recipe and code is there, else made with `make` and saved."""
+    path = _file(name, shape, recipe)
+    state = _load(path)
+    if state is None:
+        state = {k: v.detach().clone() for k, v in make().items()}
+        _save(state, path)
+    return state
+
+
 def clear_memory() -> None:
     """Forget the checkpoints held in memory (the files on disk stay)."""
     _cache.clear()
 
 
-def _file(shape: tuple, recipe) -> Path:
+def _file(name: str, shape: tuple, recipe: dict) -> Path:
     import torch
     from .home import home
     from .training_code import source_digest
-    digest = hashlib.sha256(json.dumps([recipe.to_dict(), torch.__version__, source_digest()],
+    digest = hashlib.sha256(json.dumps([recipe, torch.__version__, source_digest()],
                                        sort_keys=True).encode())
     tag = "-".join(str(part) for part in shape)
-    return home() / "cache" / f"pretrained-{tag}-{digest.hexdigest()[:16]}.pt"
+    return home() / "cache" / f"{name}-{tag}-{digest.hexdigest()[:16]}.pt"
 
 
 def _load(path: Path) -> dict | None:

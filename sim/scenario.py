@@ -88,6 +88,9 @@ class Criterion:
     # dpo: held-out log-ratios log pi/pi_ref (nats per answer) against the pretrained model
     max_word_loss: float | None = None          # held-out loss per word of good answers (drift)
     max_rejected_logratio: float | None = None  # the weak answers made at least this much less likely
+    # rlhf: measured on fresh samples for held-out prompts
+    min_gold_reward: float | None = None        # share of the answers' tokens the grammar allows
+    max_kl_pretrained: float | None = None      # KL(policy || pretrained) summed over an answer
     # A held-out bar set by how much was learnt rather than by a bare number: the held-out loss
     # must come at least `min_learnt` of the way down from the unigram baseline (predicting word
     # frequencies) to the entropy floor (the true generator's loss); 0.5 = halfway. `baselines`
@@ -163,6 +166,10 @@ class Criterion:
                self.max_word_loss)
         _limit(checks, "rejected answers' log-ratio", summary.get("rejected_logratio"),
                self.max_rejected_logratio)
+        _limit(checks, "gold reward", summary.get("gold_reward"), self.min_gold_reward,
+               at_least=True)
+        _limit(checks, "KL to the pretrained model", summary.get("kl_pretrained"),
+               self.max_kl_pretrained)
         return checks
 
     def describe(self) -> str:
@@ -188,7 +195,9 @@ class Criterion:
                                   ">="),
                                  ("loss on good answers' words", self.max_word_loss, "<"),
                                  ("rejected answers' log-ratio", self.max_rejected_logratio,
-                                  "<")):
+                                  "<"),
+                                 ("gold reward", self.min_gold_reward, ">="),
+                                 ("KL to the pretrained model", self.max_kl_pretrained, "<")):
             if value is not None:
                 parts.append(f"{label} {op} {value:.4g}" if op != "<" else
                              f"{label} <= {value:.4g}")

@@ -50,6 +50,16 @@ def _pair_measure(name: str) -> Callable[[Any], Any]:
     return measure
 
 
+def _rollout_measure(name: str) -> Callable[[Any], Any]:
+    """An RLHF run's measure of the step's rollouts (None for other runs)."""
+    def measure(run):
+        if run.config.model != "rlhf" or run.logits is None:
+            return None
+        from .rlhf import batch_measures
+        return batch_measures(run)[name]
+    return measure
+
+
 def _heldout_accuracy(run):
     if run.config.model == "dpo":
         from .dpo import heldout_accuracy
@@ -98,6 +108,18 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("rejected_logratio", "log-ratio of the rejected answers to the reference",
            "mean log pi/pi_ref (nats / answer)", fmt=".3g", short="rejected lr",
            every_step=False, measure=_pair_measure("rejected_logratio")),
+    # RLHF only: the step's rollouts as the team's loss saw them
+    Signal("reward", "reward-model score of the step's rollouts", "mean score (proxy reward)",
+           fmt=".3g", every_step=False, measure=_rollout_measure("reward")),
+    Signal("kl", "KL estimate to the reference on the step's rollouts",
+           "mean sum of log pi/pi_ref (nats / answer)", fmt=".3g", every_step=False,
+           measure=_rollout_measure("kl")),
+    Signal("kl_penalty", "KL penalty subtracted from the reward",
+           "mean score - shaped reward", fmt=".3g", short="penalty", every_step=False,
+           measure=_rollout_measure("kl_penalty")),
+    Signal("gold_reward", "gold reward of the step's rollouts",
+           "share of grammatical tokens", fmt=".3f", short="gold", every_step=False,
+           floor_zero=True, measure=_rollout_measure("gold_reward")),
     Signal("eval_accuracy", "held-out preference accuracy", "share of pairs ranked right",
            kind="points", fmt=".3f", short="eval acc", every_step=False, floor_zero=True,
            measure=_heldout_accuracy),

@@ -285,3 +285,11 @@ def logged_logratios_zero(run: RunResult) -> bool:
     every step."""
     logged = [(r.get("chosen_logratio"), r.get("rejected_logratio")) for r in run.records]
     return bool(logged) and all(c == 0 and r == 0 for c, r in logged)
+
+
+def logged_all_zero(name: str) -> Callable[[RunResult], bool]:
+    """The signal `name` the run logged is exactly zero at every step it was logged."""
+    def holds(run: RunResult) -> bool:
+        logged = [r.get(name) for r in run.records if r.get(name) is not None]
+        return bool(logged) and all(value == 0 for value in logged)
+    return holds

@@ -107,6 +107,11 @@ class TrainingEngine:
                 name = "heldout_rewards"
             result.summary.update(scalars)
             result.detail = {**(result.detail or {}), name: held}
+        if trained.run is not None and config.model == "rlhf" and result.status == "completed":
+            from ..rlhf import rlhf_summary
+            scalars, held = rlhf_summary(trained.run, trained.records[-TAIL:])
+            result.summary.update(scalars)
+            result.detail = {**(result.detail or {}), "heldout_rollouts": held}
         if trained.run is not None and config.lora_r:
             result.summary.update(finetuning_summary(trained.run))
         result.summary = {**summarize(result), **result.summary}
@@ -147,7 +152,10 @@ class TrainingEngine:
                            ("trainable_share", "trainable share of the parameters"),
                            ("pref_accuracy", "held-out preference accuracy"),
                            ("rejected_logratio", "held-out log-ratio of rejected answers"),
-                           ("nll_words", "held-out loss on good answers' words")):
+                           ("nll_words", "held-out loss on good answers' words"),
+                           ("proxy_reward", "held-out reward-model score"),
+                           ("gold_reward", "held-out gold reward (grammatical share)"),
+                           ("kl_pretrained", "held-out KL to the pretrained model (nats)")):
             if key in s:
                 lines.append(f"{label}: {_num(s[key])}")
         return lines

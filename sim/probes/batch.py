@@ -160,8 +160,9 @@ ORDER = 40                      # place in the help list
 
 
 def available(scenario) -> bool:
-    """Language-model batches (tokens and next-token targets); not preference pairs."""
-    return scenario.base.get("data") != "preferences"
+    """Language-model batches (tokens and next-token targets); not preference pairs or
+    rollouts."""
+    return scenario.base.get("data") not in ("preferences", "rollouts")
 
 
 def run(result: RunResult, args: list[str], plot_dir) -> str:

@@ -36,3 +36,10 @@ def steps_text(steps, logged=None) -> str:
 
 def fmt(value: float) -> str:
     return f"{value:.3g}"
+
+
+def surrogate(points) -> bool:
+    """A loss that goes below 0 is no likelihood or ranking loss (those are >= 0) but a
+    surrogate objective, such as a policy gradient's -advantage * log pi: its value moves with
+    the batch's advantages, not with progress, so the loss's shape says nothing there."""
+    return any(value < 0 for _, value in points)

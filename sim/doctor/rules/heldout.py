@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ..findings import Finding
-from ._stats import fmt, median, steps_text
+from ._stats import fmt, median, steps_text, surrogate
 
 COLLAPSE = 0.02         # the training loss ends below 2% of where it started (not judged for
 PAIRWISE_START = 0.01   # a pairwise loss: one whose first value is within 0.01 of ln 2)
@@ -26,7 +26,7 @@ def _pairwise(points) -> bool:
 
 def _ends(log):
     points = log.finite("loss")
-    if len(points) < MIN_STEPS:
+    if len(points) < MIN_STEPS or surrogate(points):
         return None
     values = [v for _, v in points]
     return points, median(values[:3]), median(values[-5:])

@@ -3,7 +3,7 @@ fingerprint of data that is not shuffled)."""
 from __future__ import annotations
 
 from ..findings import Finding
-from ._stats import fmt, median, steps_text
+from ._stats import fmt, median, steps_text, surrogate
 
 SPIKE = 0.5             # the loss jumps >= 50% of its first value above its lowest so far,
                         # for two logged steps or more
@@ -19,7 +19,7 @@ MIN_STEPS = 10
 def _finite_loss(log):
     points = log.finite("loss")
     return points if len(points) >= MIN_STEPS and len(points) == len(log.points("loss")) \
-        else None
+        and not surrogate(points) else None
 
 
 def loss_spikes(log) -> Finding | None:
