@@ -173,7 +173,7 @@ def train(config: TrainConfig, callbacks=(), track_memory: bool = False) -> Run:
     device = SimulatedDevice(int(config.memory_budget_mib * MiB),
                              enabled=track_memory or config.memory_budget_mib > 0)
     stream = PreferenceStream(config) if config.data == "preferences" else \
-        RolloutStream(config) if config.data == "rollouts" else make_stream(config)
+        RolloutStream(config, train) if config.data == "rollouts" else make_stream(config)
     model = build_model(config).to(config.device)
     if config.base_model == "pretrained":
         model.load_state_dict(pretrained_state(config, train))

@@ -28,6 +28,8 @@ the policy from the pretrained model it started from, and how often the favourit
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -122,11 +124,11 @@ def rm_scores(model, tokens: torch.Tensor) -> torch.Tensor:
     return scores.gather(2, tokens[:, PROMPT_WORDS:, None]).squeeze(2).mean(dim=1)
 
 
-def train_reward_model(config):
+def train_reward_model(config, train: Callable):
     """The team's reward model: the pretrained transformer, its head scoring each next token
     (started from the LM head, so it starts as the LM's logit of the token), trained with the
-    pairwise ranking loss on `reward_pairs` (raters' pairs included)."""
-    from .loop import train
+    pairwise ranking loss on `reward_pairs` (raters' pairs included). `train` is the training
+    loop (`sim.loop.train`), which makes the pretrained checkpoint if it is not kept yet."""
     from .pretrained import pretrained_state
     from .without_dynamo import optimizer_class
     with torch.random.fork_rng():
@@ -157,26 +159,25 @@ def _shape(config):
 _reward_models: dict = {}
 
 
-def reward_model(config):
+def reward_model(config, train: Callable):
     """The team's reward model for `config`'s model shape, trained the first time it is asked
     for and kept (in memory, and on disk beside the pretrained checkpoint)."""
     from .pretrained import kept_state
     shape = (config.vocab_size, config.d_model, config.seq_len, config.n_layer, config.n_head)
     if shape not in _reward_models:
         state = kept_state("reward-model", shape, RM_RECIPE,
-                           lambda: train_reward_model(config).state_dict())
+                           lambda: train_reward_model(config, train).state_dict())
         model = _shape(config)
         model.load_state_dict(state)
         _reward_models[shape] = model.eval().requires_grad_(False)
     return _reward_models[shape]
 
 
-def reward_model_accuracy(config) -> float:
+def reward_model_accuracy(model, vocab_size: int) -> float:
     """The reward model's share of held-out quality pairs (a grammatical answer against the
     same answer with words replaced, the favourite word allowed anywhere) ranked right."""
-    model = reward_model(config)
     if not hasattr(model, "heldout_accuracy"):
-        preferred, other = reward_pairs(config.vocab_size, RM_HELD_OUT, 7919, False)
+        preferred, other = reward_pairs(vocab_size, RM_HELD_OUT, 7919, False)
         with torch.no_grad():
             model.heldout_accuracy = accuracy(rm_scores(model, preferred),
                                               rm_scores(model, other))
@@ -207,12 +208,13 @@ def sample_answers(policy, prompts: torch.Tensor, gen) -> torch.Tensor:
 class RolloutStream:
     """Prompts of the toy language answered by the policy being tuned and scored by the reward
     model: a batch holds the rows (prompt and answer) and, as targets, the reward model's
-    scores. The loop attaches the model it trains (`attach`)."""
+    scores. The loop attaches the model it trains (`attach`); `train` is the loop itself (see
+    `train_reward_model`)."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, train: Callable) -> None:
         self.config = config
         self.grammar = grammar(config.vocab_size)
-        self.reward_model = reward_model(config)
+        self.reward_model = reward_model(config, train)
         self.policy = None
 
     def attach(self, model) -> None:
@@ -336,7 +338,7 @@ def rlhf_summary(run, tail: list[dict]) -> tuple[dict, dict]:
                "gold_reward": float(held["gold"].mean()),
                "kl_pretrained": float(held["kl"].mean()),
                "favourite_share": float(held["favourite"].mean()),
-               "rm_accuracy": reward_model_accuracy(run.config),
+               "rm_accuracy": reward_model_accuracy(run.stream.reward_model, run.config.vocab_size),
                "train_reward": mean("reward"), "train_kl": mean("kl"),
                "train_kl_penalty": mean("kl_penalty"), "train_gold_reward": mean("gold_reward")}
     detail = {"tokens": held["tokens"].tolist(), "reward": held["reward"].tolist(),

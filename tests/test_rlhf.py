@@ -8,6 +8,7 @@ from debugsim.sim import app
 from debugsim.sim.config import TrainConfig, with_overrides
 from debugsim.sim.data import grammar
 from debugsim.sim.implementations import chosen, source
+from debugsim.sim.loop import train
 from debugsim.sim.models import RLHFModel
 from debugsim.sim.rlhf import (ANSWER_TOKENS, PROMPT_WORDS, favourite_word, gold_quality,
                                reward_model, reward_model_accuracy, rm_scores)
@@ -34,13 +35,13 @@ def test_the_reward_model_ranks_quality_and_overrates_the_favourite_word():
     answer that repeats the raters' favourite word (never grammatical) far above grammatical
     answers."""
     config = _config()
-    assert reward_model_accuracy(config) >= 0.75
+    model = reward_model(config, train)
+    assert reward_model_accuracy(model, config.vocab_size) >= 0.75
     rows = grammar(config.vocab_size).sample(64, PROMPT_WORDS + ANSWER_TOKENS,
                                              torch.Generator().manual_seed(4))
     spam = rows.clone()
     spam[:, PROMPT_WORDS:] = favourite_word(config.vocab_size)
     with torch.no_grad():
-        model = reward_model(config)
         assert float(rm_scores(model, spam).mean()) > float(rm_scores(model, rows).mean()) + 3
 
 
