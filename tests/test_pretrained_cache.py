@@ -23,8 +23,9 @@ def test_made_once_then_loaded_from_the_home_and_remade_when_unreadable(tmp_path
     pretrained.clear_memory()
     cache = tmp_path / "cache"
     cache.mkdir()
-    made = pretrained._file((config.model, config.vocab_size, config.d_model, config.seq_len,
-                             config.n_layer, config.n_head), pretrained.with_recipe(config))
+    made = pretrained._file("pretrained", (config.model, config.vocab_size, config.d_model,
+                                           config.seq_len, config.n_layer, config.n_head),
+                            pretrained.with_recipe(config).to_dict())
     older = made.with_name(made.name.rsplit("-", 1)[0] + "-0000000000000000.pt")
     older.write_bytes(b"made by other code")
     first = pretrained.pretrained_state(config, fake_train)
