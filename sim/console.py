@@ -5,9 +5,7 @@ import math
 import sys
 
 from .callbacks import Callback
-from .signals import CONSOLE
-
-COLUMNS = tuple((s.name, s.console_header, s.console_width) for s in CONSOLE)
+from .signals import CONSOLE, MEASURED
 
 
 def fmt(value, width: int) -> str:
@@ -25,7 +23,10 @@ def fmt(value, width: int) -> str:
 
 
 class LiveTable(Callback):
-    """Prints the header once, then selected step rows; goes after the Recorder."""
+    """Prints the header once, then selected step rows; goes after the Recorder. The columns
+    are the console's own (memory where it is tracked), then the signals this kind of run
+    measures for itself (a reward model's accuracy, an RLHF run's reward and KL), as the first
+    record has them."""
 
     def __init__(self, total_steps: int, out=None, rows: int = 12) -> None:
         self.total = total_steps
@@ -35,10 +36,12 @@ class LiveTable(Callback):
         self._printed_header = False
         self._seen_nonfinite = False
         self._reader_gone = False
+        self.columns = CONSOLE
 
     def header(self) -> str:
         step = "step".rjust(max(self.width, 4)) + " done"
-        return step + " " + " ".join(label.rjust(width) for _, label, width in COLUMNS)
+        return step + " " + " ".join(s.console_header.rjust(s.console_width)
+                                     for s in self.columns)
 
     def on_step_end(self, run) -> None:
         if self._reader_gone or run.record is None:
@@ -50,6 +53,10 @@ class LiveTable(Callback):
 
     def _print_row(self, record: dict) -> None:
         if not self._printed_header:
+            own = tuple(s for s in MEASURED if s.console_width and s.name in record)
+            shown = tuple(s for s in CONSOLE[:-1]      # memory only where it is tracked
+                          if s.name != "mem_mib" or record.get("mem_mib") is not None)
+            self.columns = (*shown, *own, CONSOLE[-1])              # held-out loss stays last
             print(self.header(), file=self.out)
             self._printed_header = True
         step = record["step"]
@@ -60,6 +67,6 @@ class LiveTable(Callback):
             return
         progress = f"{step:>{max(self.width, 4)}} {100 * (step + 1) // self.total:>3}%"
         cells = " ".join("-".rjust(s.console_width) if not s.every_step and record.get(s.name) is None
-                         else fmt(record.get(s.name), s.console_width) for s in CONSOLE)
+                         else fmt(record.get(s.name), s.console_width) for s in self.columns)
         note = "  <- first non-finite values" if first_bad else ""
         print(f"{progress} {cells}{note}", file=self.out, flush=True)

@@ -96,11 +96,11 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("layer_grad_norm", "gradient norm per layer", "L2 norm", True, kind="layers"),
     # reward models only (a measured signal that answers None is left out of the record)
     Signal("accuracy", "preference accuracy on the step's batch", "share of pairs ranked right",
-           fmt=".3f", short="acc", every_step=False, floor_zero=True,
+           fmt=".3f", short="acc", console_width=6, every_step=False, floor_zero=True,
            measure=_pair_measure("accuracy")),
     Signal("margin", "reward margin on the step's batch (DPO: the implicit one)",
            "mean r_chosen - r_rejected",
-           fmt=".3g", every_step=False, measure=_pair_measure("margin")),
+           fmt=".3g", console_width=8, every_step=False, measure=_pair_measure("margin")),
     # DPO only: the team's log-ratios log pi_theta(y|x) - log pi_ref(y|x) on the step's batch
     Signal("chosen_logratio", "log-ratio of the chosen answers to the reference",
            "mean log pi/pi_ref (nats / answer)", fmt=".3g", short="chosen lr", every_step=False,
@@ -110,15 +110,16 @@ SIGNALS: tuple[Signal, ...] = (
            every_step=False, measure=_pair_measure("rejected_logratio")),
     # RLHF only: the step's rollouts as the team's loss saw them
     Signal("reward", "reward-model score of the step's rollouts", "mean score (proxy reward)",
-           fmt=".3g", every_step=False, measure=_rollout_measure("reward")),
+           fmt=".3g", console_width=8, every_step=False, measure=_rollout_measure("reward")),
     Signal("kl", "KL estimate to the reference on the step's rollouts",
-           "mean sum of log pi/pi_ref (nats / answer)", fmt=".3g", every_step=False,
-           measure=_rollout_measure("kl")),
+           "mean sum of log pi/pi_ref (nats / answer)", fmt=".3g", console_width=8,
+           every_step=False, measure=_rollout_measure("kl")),
     Signal("kl_penalty", "KL penalty subtracted from the reward",
            "mean score - shaped reward", fmt=".3g", short="penalty", every_step=False,
            measure=_rollout_measure("kl_penalty")),
     Signal("gold_reward", "gold reward of the step's rollouts",
-           "share of grammatical tokens", fmt=".3f", short="gold", every_step=False,
+           "share of grammatical tokens", fmt=".3f", short="gold", console_width=6,
+           every_step=False,
            floor_zero=True, measure=_rollout_measure("gold_reward")),
     Signal("eval_accuracy", "held-out preference accuracy", "share of pairs ranked right",
            kind="points", fmt=".3f", short="eval acc", every_step=False, floor_zero=True,
@@ -130,6 +131,7 @@ BY_NAME: dict[str, Signal] = {signal.name: signal for signal in SIGNALS}
 CONSOLE: tuple[Signal, ...] = tuple(BY_NAME[name] for name in (
     "loss", "grad_norm", "lr", "update_ratio", "nonfinite", "mem_mib", "eval_loss"))
 TABLE: tuple[Signal, ...] = tuple(s for s in SIGNALS if s.kind != "layers")
+MEASURED: tuple[Signal, ...] = tuple(s for s in SIGNALS if s.measure)   # bring their own measure
 
 
 def layer_signal(layer: str) -> Signal:

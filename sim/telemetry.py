@@ -17,9 +17,8 @@ import torch
 from .callbacks import Callback
 from .device import MiB
 from .files import json_text
-from .signals import SIGNALS
+from .signals import MEASURED
 
-MEASURED = tuple(s for s in SIGNALS if s.measure)   # signals that bring their own measurement
 
 FORMAT_VERSION = 1
 
