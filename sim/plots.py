@@ -650,26 +650,36 @@ def _breakdown_bar(ax, result) -> None:
 
 def dashboard(result, path=None):
     """2x2 overview: loss (+ held-out), global grad norm, learning rate, and memory when the run
-    measured it, else the update/param ratio. A run with no steps gets how it ended and, if
-    measured, the memory at the end by category. The events (non-finite steps, the end of a
+    measured it, else the update/param ratio; for an RLHF run, the proxy reward, the KL, the
+    gold reward and the lr. A run with no steps gets how it ended and, if measured, the
+    memory at the end by category. The events (non-finite steps, the end of a
     run that ran out of memory) are explained once, under the title, not in every panel."""
     if not result.records:
         return _dashboard_no_steps(result, path)
     fig, axes = _figure(10.0, 7.0, 2, 2)
     (ax_loss, ax_grad), (ax_lr, ax_last) = axes
     fig.suptitle(_title(result), fontsize=11, y=0.99)
-    _loss_panel(ax_loss, result, events=False)
-    _panel(ax_grad, result, "grad_norm", color="#2ca02c", events=False)
-    _panel(ax_lr, result, "lr", color="#9467bd", events=False)
-    if memory_tracked(result):
-        _memory_panel(ax_last, result, events=False)
+    if any(r.get("reward") is not None for r in result.records):
+        # RLHF: the loss is a policy-gradient surrogate (its level means little); what tells
+        # runs apart is the proxy reward against the gold one, the KL the penalty holds back,
+        # and the step size (`plot loss` still draws the loss)
+        for ax, name, color in ((ax_loss, "reward", "#1f77b4"), (ax_grad, "kl", "#d62728"),
+                                (ax_lr, "gold_reward", "#2ca02c"), (ax_last, "lr", "#9467bd")):
+            _panel(ax, result, name, color=color, events=False)
     else:
-        # Without memory figures the fourth panel shows the update/param ratio: the step
-        # size the optimizer actually took, relative to the weights. Learning-rate trouble is
-        # the most common training failure, and this is where it shows as a number with a
-        # known healthy range (~1e-3): far above it the run is about to diverge (NaN next),
-        # far below it the run barely learns. The held-out loss is already on the loss panel.
-        _update_ratio_panel(ax_last, result, events=False)
+        _loss_panel(ax_loss, result, events=False)
+        _panel(ax_grad, result, "grad_norm", color="#2ca02c", events=False)
+        _panel(ax_lr, result, "lr", color="#9467bd", events=False)
+        if memory_tracked(result):
+            _memory_panel(ax_last, result, events=False)
+        else:
+            # Without memory figures the fourth panel shows the update/param ratio: the step
+            # size the optimizer actually took, relative to the weights. Learning-rate trouble
+            # is the most common training failure, and this is where it shows as a number
+            # with a known healthy range (~1e-3): far above it the run is about to diverge
+            # (NaN next), far below it the run barely learns. The held-out loss is already on
+            # the loss panel.
+            _update_ratio_panel(ax_last, result, events=False)
     height = fig.get_figheight() * 72
     title_height = 24
     events = _event_handles(result)

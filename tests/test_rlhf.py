@@ -83,6 +83,18 @@ def test_logged_kl_and_penalty_follow_the_code():
     assert all(r["kl_penalty"] == 0 for r in unread.records)
 
 
+def test_the_dashboard_shows_proxy_reward_kl_gold_and_lr():
+    """The policy-gradient loss is a surrogate: an RLHF run's overview draws what tells runs
+    apart instead (the loss stays one `plot loss` away)."""
+    from debugsim.sim import plots
+    run = app.execute(app.prepare("rlhf_reward_hacking", 0, settings={"steps": 3}))
+    titles = [ax.get_title() for ax in plots.dashboard(run).axes]
+    assert titles == [plots.vocab.get(name).title
+                      for name in ("reward", "kl", "gold_reward", "lr")]
+    other = app.execute(app.prepare("bad_lr", 0, settings={"steps": 3}))
+    assert "reward" not in " ".join(ax.get_title() for ax in plots.dashboard(other).axes)
+
+
 def test_the_code_probe_shows_each_bug_and_nothing_marks_it():
     healthy = _config()
     for slot, broken in (("rlhf_penalty", "beta_from_kl_coef"),
