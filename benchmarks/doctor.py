@@ -54,6 +54,9 @@ EXPECTED = {
     ("reward_model_backwards", "pairs_swapped"): "train_eval_mismatch",
     ("reward_model_backwards", "length_labels"): "train_eval_mismatch",
     ("reward_model_backwards", "reward_at_padding"): "no_gradient",
+    ("rlhf_reward_hacking", "kl_penalty_off"): "kl_penalty_missing",
+    ("rlhf_reward_hacking", "reference_not_frozen"): "reference_not_frozen",
+    ("rlhf_reward_hacking", "overoptimised"): "kl_runaway",
 }
 PROBE = {
     ("repetitive_decoding", "sampling_ignored"): "decoding only; the samples probe",
@@ -84,15 +87,6 @@ PROBE = {
     ("dpo_stuck", "beta_too_large"):
         "the loss swings between 0 and several nats, as an lr too high would make it (read "
         "as lr_too_high); only the implicit-reward margin (logratios) shows beta",
-    ("rlhf_reward_hacking", "kl_penalty_off"):
-        "a policy-gradient loss (it goes below 0) says nothing about progress; the logged KL "
-        "with a penalty of exactly 0 (plot kl, plot kl_penalty) and the rollouts show it",
-    ("rlhf_reward_hacking", "reference_not_frozen"):
-        "a policy-gradient loss says nothing about progress; a logged KL of exactly 0 while "
-        "the rollouts drift (plot kl, rollouts)",
-    ("rlhf_reward_hacking", "overoptimised"):
-        "a policy-gradient loss says nothing about progress, and updates of ~2e-2 of the "
-        "weights are no alarm; the logged KL and penalty (plot kl) and the lr show it",
 }
 # The loss floor a user of that data knows and gives as `debugsim doctor --floor` (the
 # scenario's story states it: the toy language's entropy), for broken and healthy runs alike.

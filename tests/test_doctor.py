@@ -270,3 +270,32 @@ def test_a_pairwise_loss_near_zero_is_not_leakage():
     assert "leakage" not in families(log_of(pairwise))
     tokens = [2.6 * math.exp(-i / 6) for i in range(40)]
     assert families(log_of(tokens))[0] == "leakage"
+
+
+def test_rlhf_logs_the_penalty_missing_a_reference_that_moves_and_a_kl_past_budget():
+    """Synthetic RLHF logs (a policy-gradient loss around 0): the KL anchor's three failures,
+    and a healthy run's KL and penalty raise nothing."""
+    n = 24
+    loss = [0.8 * math.sin(i * 1.7) for i in range(n)]
+    moving = [0.05] * n
+    healthy_kl = [0.0] + [2.0 + 0.4 * math.sin(i) for i in range(1, n)]
+    healthy = log_of(loss, kl=healthy_kl, kl_penalty=[2 * k for k in healthy_kl],
+                     update_ratio=moving)
+    assert families(healthy) == []
+    runaway_kl = [0.0] + [15 - 5 * math.exp(-i / 4) for i in range(1, n)]
+    assert families(log_of(loss, kl=runaway_kl, kl_penalty=[0.0] * n, update_ratio=moving)) \
+        == ["kl_penalty_missing"]
+    assert families(log_of(loss, kl=[0.0] * n, kl_penalty=[0.0] * n, update_ratio=moving)) \
+        == ["reference_not_frozen"]
+    assert families(log_of(loss, kl=[0.0] * n, kl_penalty=[0.0] * n,
+                           update_ratio=[0.0] * n)) != ["reference_not_frozen"]  # nothing moved
+    assert families(log_of(loss, kl=runaway_kl, kl_penalty=[2 * k for k in runaway_kl],
+                           update_ratio=moving)) == ["kl_runaway"]
+
+
+def test_trl_names_for_the_kl_and_its_penalty(tmp_path):
+    rows = ["step,objective/kl,objective/non_score_reward,objective/scores"]
+    rows += [f"{i},{0.0 if i == 0 else 12.0 + i / 10},0.0,{1 + i / 5}" for i in range(20)]
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    assert [f.family for f in doctor.diagnose(tmp_path / "log.csv").findings] == \
+        ["kl_penalty_missing"]

@@ -58,7 +58,7 @@ def render(diagnosis: Diagnosis) -> list[str]:
                      "cleared on a period, a loss better than the data allows, a held-out loss "
                      "training does not move, gradient spikes or vanishing, loss spikes, "
                      "oscillation, slow progress, a period in the loss, update ratios, a "
-                     "rising lr)")
+                     "rising lr, an RLHF KL penalty of 0, a KL stuck at 0 or past a budget)")
         return lines
     for number, f in enumerate(diagnosis.findings, 1):
         lines += ["", f"{number}. {f.family.replace('_', ' ')}  "

@@ -1,7 +1,7 @@
 """A training log as the doctor reads it: named series of (step, value), whatever the format.
 
 Names are debugsim's: loss, grad_norm, lr, update_ratio, param_norm, eval_loss, mem_mib,
-nonfinite. Values are floats; NaN and inf are kept (they are what the doctor looks for). `end`
+nonfinite; for RLHF, kl, kl_penalty and reward. Values are floats; NaN and inf are kept (they are what the doctor looks for). `end`
 holds what a log says about how the run ended, when it says it (debugsim's end record:
 status, error)."""
 from __future__ import annotations

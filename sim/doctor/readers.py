@@ -33,6 +33,11 @@ ALIASES = {
     "mem_mib": "mem_mib", "memory_mib": "mem_mib", "memory/in_use_mib": "mem_mib",
     "mem_peak_mib": "mem_peak_mib", "memory/step_peak_mib": "mem_peak_mib",
     "nonfinite": "nonfinite", "train/nonfinite": "nonfinite",
+    # RLHF: TRL's PPO logs objective/kl, objective/scores and the KL penalty as
+    # objective/non_score_reward (the rules only ask whether the penalty is 0, whatever its sign)
+    "kl": "kl", "objective/kl": "kl", "kl_penalty": "kl_penalty",
+    "objective/non_score_reward": "kl_penalty", "ppo/mean_non_score_reward": "kl_penalty",
+    "reward": "reward", "objective/scores": "reward", "ppo/mean_scores": "reward",
 }
 
 

@@ -4,8 +4,8 @@ beside it and are quoted in its finding. Adding a rule: write the function, list
 module's RULES."""
 from __future__ import annotations
 
-from . import gradients, grad_reset, heldout, learning_rate, loss_shape, memory, nonfinite, \
-    stalled
+from . import gradients, grad_reset, heldout, kl_anchor, learning_rate, loss_shape, memory, \
+    nonfinite, stalled
 
 RULES = (*nonfinite.RULES, *memory.RULES, *stalled.RULES, *heldout.RULES, *grad_reset.RULES,
-         *gradients.RULES, *loss_shape.RULES, *learning_rate.RULES)
+         *gradients.RULES, *loss_shape.RULES, *learning_rate.RULES, *kl_anchor.RULES)

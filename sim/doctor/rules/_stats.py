@@ -38,8 +38,10 @@ def fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def surrogate(points) -> bool:
-    """A loss that goes below 0 is no likelihood or ranking loss (those are >= 0) but a
-    surrogate objective, such as a policy gradient's -advantage * log pi: its value moves with
-    the batch's advantages, not with progress, so the loss's shape says nothing there."""
-    return any(value < 0 for _, value in points)
+def surrogate(log) -> bool:
+    """A policy gradient's loss (-advantage * log pi) is a surrogate objective: its value moves
+    with the batch's advantages, not with progress, so the loss's shape says nothing there.
+    Told by the log: a KL or reward series beside it (an RL run's), or a loss that goes below 0
+    (a likelihood or ranking loss never does)."""
+    return bool(log.finite("kl") or log.finite("reward")) or \
+        any(value < 0 for _, value in log.finite("loss"))

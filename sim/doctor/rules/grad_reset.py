@@ -12,6 +12,8 @@ SAW_DROP = 0.6          # a fall: the grad norm below 0.6x the step before ...
 SAW_SHARE = 0.6         # ... at >= 60% of the steps of one phase of a period p ...
 SAW_RISE = 0.7          # ... while it rises at >= 70% of the other steps
 PERIODS = range(2, 9)
+REPEATS = 8             # ... over >= 8 periods: a noisy gradient norm (an RL run's, 24 steps)
+                        # matches a period-4 pattern at 67% by chance over 6
 
 
 def gradients_not_cleared(log) -> Finding | None:
@@ -43,7 +45,7 @@ def accumulation_sawtooth(log) -> Finding | None:
     values = [v for _, v in points]
     best = None
     for period in PERIODS:
-        if len(values) < 4 * period:
+        if len(values) < REPEATS * period:
             break
         for phase in range(period):
             at = [i for i in range(1, len(values)) if i % period == phase]
@@ -65,7 +67,8 @@ def accumulation_sawtooth(log) -> Finding | None:
         "weights change at every step",
         steps_text(drops), 0.85,
         f"falls below {SAW_DROP:g}x the step before at >= {SAW_SHARE:.0%} of one phase of a "
-        f"period 2-{PERIODS[-1]}, rises at >= {SAW_RISE:.0%} of the other steps",
+        f"period 2-{PERIODS[-1]} seen >= {REPEATS} times, rises at >= {SAW_RISE:.0%} of the "
+        "other steps",
         (f"gradients cleared every {period} steps (an accumulation window) while the optimizer "
          "steps every step: each update follows a sum of stale batches",
          "gradient accumulation whose zero_grad() and optimizer.step() run on different "

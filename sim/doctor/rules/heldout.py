@@ -26,7 +26,7 @@ def _pairwise(points) -> bool:
 
 def _ends(log):
     points = log.finite("loss")
-    if len(points) < MIN_STEPS or surrogate(points):
+    if len(points) < MIN_STEPS or surrogate(log):
         return None
     values = [v for _, v in points]
     return points, median(values[:3]), median(values[-5:])

@@ -19,7 +19,7 @@ MIN_STEPS = 10
 def _finite_loss(log):
     points = log.finite("loss")
     return points if len(points) >= MIN_STEPS and len(points) == len(log.points("loss")) \
-        and not surrogate(points) else None
+        and not surrogate(log) else None
 
 
 def loss_spikes(log) -> Finding | None:
