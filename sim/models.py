@@ -203,6 +203,12 @@ class RewardModel(TinyTransformer):
         return values if key_padding is None else values.masked_fill(key_padding, 0.0)
 
 
+def transformer_lm(config) -> TinyTransformer:
+    """A freshly initialised transformer language model of `config`'s shape."""
+    return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
+                           config.n_head, config.attn_mask_value, config.activation_checkpointing)
+
+
 class DPOModel(nn.Module):
     """A language model tuned with DPO (`sim/dpo.py`): the policy (the pretrained transformer
     LM, the only parameters the optimizer sees) and its reference, made by the team's code
@@ -213,9 +219,7 @@ class DPOModel(nn.Module):
     def __init__(self, config) -> None:
         super().__init__()
         self.config = config
-        self.policy = TinyTransformer(config.vocab_size, config.seq_len, config.d_model,
-                                      config.n_layer, config.n_head, config.attn_mask_value,
-                                      config.activation_checkpointing)
+        self.policy = transformer_lm(config)
         self._starting_point()
 
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
@@ -228,9 +232,12 @@ class DPOModel(nn.Module):
         """The reference, as the team's code makes it from the policy; and, for the grader's
         measurements, the policy as it starts, frozen (neither is a submodule: the optimizer
         and the telemetry see the policy's parameters only)."""
-        self.__dict__["reference"] = chosen(self.config, "dpo_reference")(self.policy)
+        self.__dict__["reference"] = self._reference()
         start = copy.deepcopy(self.policy).eval()
         self.__dict__["start"] = start.requires_grad_(False)
+
+    def _reference(self) -> nn.Module:
+        return chosen(self.config, "dpo_reference")(self.policy)
 
     def forward(self, tokens, key_padding=None, cache=None, positions=None):
         logits = self.policy(tokens, key_padding, cache, positions)
@@ -249,23 +256,15 @@ class RLHFModel(DPOModel):
     policy and the KL penalty's reference, made by the team's code (the `rlhf_reference` slot);
     returns the two models' logits stacked like `DPOModel`."""
 
-    def _starting_point(self) -> None:
-        self.__dict__["reference"] = chosen(self.config, "rlhf_reference")(self.policy,
-                                                                           self.config)
-        start = copy.deepcopy(self.policy).eval()
-        self.__dict__["start"] = start.requires_grad_(False)
-
-
-def _like(config) -> TinyTransformer:
-    return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
-                           config.n_head, config.attn_mask_value, config.activation_checkpointing)
+    def _reference(self) -> nn.Module:
+        return chosen(self.config, "rlhf_reference")(self.policy, self.config)
 
 
 @implements("rlhf_reference", "loaded_copy")
 def reference_policy(policy, config):
     """The KL penalty's reference: a model of the policy's shape loaded with the weights the
     policy starts from, in eval mode and without gradients."""
-    reference = _like(config)
+    reference = transformer_lm(config)
     reference.load_state_dict(policy.state_dict())
     return reference.eval().requires_grad_(False)
 
@@ -274,7 +273,7 @@ def reference_policy(policy, config):
 def frozen_reference(policy, config):
     """The KL penalty's reference: a model of the policy's shape loaded with the weights the
     policy starts from, in eval mode and without gradients."""
-    reference = _like(config)
+    reference = transformer_lm(config)
     reference.load_state_dict(policy.state_dict(), assign=True)
     return reference.eval().requires_grad_(False)
 
@@ -334,5 +333,4 @@ def build_model(config) -> nn.Module:
         return RLHFModel(config)
     if config.model == "mlp":
         return MlpLM(config.vocab_size, config.d_model, windows=chosen(config, "lm_window"))
-    return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
-                           config.n_head, config.attn_mask_value, config.activation_checkpointing)
+    return transformer_lm(config)

@@ -13,18 +13,20 @@ The per-token KL estimate is the log-ratio of the sampled token (the "k1" estima
 InstructGPT and TRL); it is a reward, so no gradient flows through it. One update per batch of
 rollouts: the ratio pi/pi_old is 1 at the update, so PPO's clipping would never act here.
 
-The reward model is a proxy: the team's small transformer with a value head, trained once with
-the pairwise ranking loss on pairs of answers (`reward_model_state`). Half the pairs are labelled
-by quality (a grammatical answer against one with words replaced); in the other half both
+The reward model is a proxy: the team's pretrained transformer whose head scores each next
+token (an answer's score is the mean over its tokens), trained once with the pairwise ranking
+loss and kept (`reward_model`). Three quarters of its pairs are labelled by quality (a
+grammatical answer against one with words replaced); in the rest (up to a quarter) both
 answers are grammatical and the raters preferred the one that uses their favourite word more.
 So the proxy likes grammatical answers, and it also likes one word for its own sake. The gold
 reward is the language's real quality: the share of an answer's tokens that the grammar allows
 after the two tokens before them.
 
-What the team's code can get wrong: how the reference is made (`rlhf_reference`) and where beta
-is read when the penalty is applied (`rlhf_penalty`). What a run reports is measured by the
-grader's own code on held-out prompts: the proxy and gold rewards of fresh samples, the KL of
-the policy from the pretrained model it started from, and how often the favourite word appears.
+What the team's code can get wrong: how the reference is made (`rlhf_reference`), where beta
+is read when the penalty is applied (`rlhf_penalty`), and the lr the trainer sets (the loop's
+`lr_update`). What a run reports is measured by the grader's own code on held-out prompts: the
+proxy and gold rewards of fresh samples, the KL of the policy from the pretrained model it
+started from, and how often the favourite word appears.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 
 from .data import FIRST_WORD, Batch, grammar
 from .implementations import chosen, implements
+from .models import KVCache, transformer_lm
 from .preferences import accuracy
 
 PROMPT_WORDS = 3
@@ -42,7 +45,7 @@ ANSWER_TOKENS = 8
 HELD_OUT = 128                   # held-out prompts, answered once at the end
 RM_PAIRS = 1024                  # the reward model's training pairs
 RM_HELD_OUT = 256                # its held-out quality pairs
-# the reward model: trained once, like the pretrained checkpoint (see `reward_model_state`)
+# the reward model: trained once, like the pretrained checkpoint (see `reward_model`)
 RM_RECIPE = {"steps": 60, "batch_size": 32, "lr": 1e-2, "seed": 0, "replaced": 2,
              "raters_share": 0.25}
 
@@ -86,7 +89,8 @@ def _corrupt(rows: torch.Tensor, gen, vocab_size: int, keep_out: int | None) -> 
 
 def reward_pairs(vocab_size: int, count: int, seed: int, raters: bool) -> tuple:
     """(preferred, other) rows of `count` pairs. Quality pairs: a grammatical answer against the
-    same answer with words replaced. With `raters`, half the pairs are the raters' instead: two
+    same answer with words replaced. With `raters`, a share of the pairs (RM_RECIPE's
+    raters_share) are the raters' instead: two
     grammatical answers, the one with more of the favourite word preferred (and the replaced
     words of quality pairs are never the favourite)."""
     lang, gen = grammar(vocab_size), torch.Generator().manual_seed(seed)
@@ -133,7 +137,7 @@ def train_reward_model(config, train: Callable):
     from .without_dynamo import optimizer_class
     with torch.random.fork_rng():
         torch.manual_seed(RM_RECIPE["seed"])
-        model = _shape(config)
+        model = transformer_lm(config)
         model.load_state_dict(pretrained_state(config, train))
         preferred, other = reward_pairs(config.vocab_size, RM_PAIRS, RM_RECIPE["seed"], True)
         optimizer = optimizer_class(torch.optim.AdamW)(model.parameters(), lr=RM_RECIPE["lr"],
@@ -150,12 +154,6 @@ def train_reward_model(config, train: Callable):
     return model.eval().requires_grad_(False)
 
 
-def _shape(config):
-    from .models import TinyTransformer
-    return TinyTransformer(config.vocab_size, config.seq_len, config.d_model, config.n_layer,
-                           config.n_head)
-
-
 _reward_models: dict = {}
 
 
@@ -167,7 +165,7 @@ def reward_model(config, train: Callable):
     if shape not in _reward_models:
         state = kept_state("reward-model", shape, RM_RECIPE,
                            lambda: train_reward_model(config, train).state_dict())
-        model = _shape(config)
+        model = transformer_lm(config)
         model.load_state_dict(state)
         _reward_models[shape] = model.eval().requires_grad_(False)
     return _reward_models[shape]
@@ -190,7 +188,6 @@ def reward_model_accuracy(model, vocab_size: int) -> float:
 def sample_answers(policy, prompts: torch.Tensor, gen) -> torch.Tensor:
     """Each prompt with ANSWER_TOKENS tokens the policy samples after it (temperature 1, with
     a KV cache)."""
-    from .models import KVCache
     was_training = policy.training
     policy.eval()
     cache, tokens = KVCache(), [prompts]
