@@ -2,11 +2,11 @@
 training code (the update step in `sim/loop.py`, the per-process batch in `sim/data.py`), so
 config.json is the same for all of them; the code probe shows the functions that ran.
 
-Measured at this scale (AdamW, the window MLP, 60 steps): gradient accumulation that sums
-instead of averaging changes nothing under Adam (it divides the scale out), a data order sorted
-by source or repeating a small shard does not hurt a model this small, SGD does not learn this
-model in 60 steps at all, and clipping after the optimizer step matters only at the edge of
-instability, where healthy runs are unreliable too. The three causes below are the ones that
+Measured at this scale (AdamW, the window MLP, 60 steps; the recipe now trains 80): gradient
+accumulation that sums instead of averaging changes nothing under Adam (it divides the scale
+out), a data order sorted by source or repeating a small shard does not hurt a model this small,
+SGD does not learn this model in 60 steps at all, and clipping after the optimizer step
+matters only at the edge of instability, where healthy runs are unreliable too. The three causes below are the ones that
 really break it, on every draw.
 """
 from ..sim.config import FIXED_REASONS
@@ -25,14 +25,16 @@ SCENARIO = Scenario(
     tags=("loss fluctuation", "zero_grad", "batch size", "training loop"),
     story=(
         "Your team trains a small MLP language model with an aggressive recipe: AdamW at lr\n"
-        "0.1, no clipping, 32 sequences per step, 60 steps. Tuned that way it reached a\n"
+        "0.1, no clipping, 32 sequences per step, 80 steps. Tuned that way it reached a\n"
         "held-out loss well below word frequencies with a calm loss curve. After a round of\n"
         "refactoring the loss now jumps and swings, and learns less or nothing. config.json\n"
         "is unchanged. Find out why and fix the cause, not the symptom."),
-    # Measured bare on seeds 0-6: healthy 0.44-0.79 of the way from the unigram baseline to the
-    # floor, loss swing 0.035-0.042; the per-process batch of 4: 0.44-0.51, swing 0.09-0.12.
+    # 80 steps, not 60: at 60 a tenth of learners' healthy draws swung as much as the batch of
+    # 4 (see the criterion). Measured on 40 keyed incidents (review-h-0..39, seeds 1000-1039):
+    # healthy 0.66-0.88 of the way from the unigram baseline to the floor, loss swing
+    # 0.031-0.057; the per-process batch of 4: 0.35-0.67, swing 0.095-0.17.
     base={"model": "mlp", "d_model": 16, "optimizer": "adamw", "lr": 0.1,
-          "warmup_steps": 5, "schedule": "cosine", "batch_size": 32, "steps": 60},
+          "warmup_steps": 5, "schedule": "cosine", "batch_size": 32, "steps": 80},
     causes=(
         Cause(
             id="zero_grad_missing",
@@ -114,13 +116,18 @@ SCENARIO = Scenario(
             config={"batch_split": "by_processes"}),
         Fix("lower_lr", "Divide the learning rate by 10", scale={"lr": 0.1}),
     ),
-    # Held-out loss at least 35% of the way from the unigram baseline (2.4647) to the entropy
-    # floor (0.9641), and a calm loss. Measured bare on seeds 0-6: healthy 0.44-0.79 of the way,
-    # loss swing 0.035-0.042 (std of the last steps' loss); the per-process batch of 4 learns
-    # 0.44-0.51 of the way but swings 0.09-0.12; gradients never cleared -0.17 to -0.01, cleared
-    # every 4th step -0.04 to 0.22; lr / 10
-    # 0.22-0.30 (calm, but it does not learn in 60 steps, healthy or not).
-    criterion=Criterion(min_learnt=0.35, baselines=(0.96407, 2.46469), max_loss_swing=0.06),
+    # Held-out loss at least halfway from the unigram baseline (2.4647) to the entropy floor
+    # (0.9641), and a calm loss: the loss swing is the step-to-step noise over the last 40
+    # steps (sim/engines/training.py). Measured on 40 keyed incidents (review-h-0..39, seeds
+    # 1000-1039), each with every cause forced: healthy 0.66-0.88 of the way, swing
+    # 0.031-0.057; the per-process batch of 4 learns 0.35-0.67 of the way but swings
+    # 0.095-0.17 (8x fewer sequences: sqrt 8 = 2.8x the noise); gradients never cleared -0.22
+    # to -0.02, cleared every 4th step -0.02 to 0.21; lr / 10 on the healthy draws 0.04-0.14
+    # (calm, but it does not learn in 80 steps). With 60 steps and the swing as the std of the
+    # last 8 losses, healthy draws swung 0.017-0.072 and the batch of 4 0.063-0.205: 4 in 40
+    # healthy draws failed a bar of 0.06. No healthy draw fails on 100 unseen keys (review-u,
+    # seeds 5000-5099).
+    criterion=Criterion(min_learnt=0.5, baselines=(0.96407, 2.46469), max_loss_swing=0.075),
     resolves={"zero_grad_missing": ("clear_gradients",),
               "grads_cleared_every_4th_step": ("clear_gradients",),
               "tiny_batch": ("batch_per_process",)},

@@ -71,7 +71,7 @@ class Criterion:
     # held-out loss below this is broken, not good: no model beats the language's entropy floor
     # (set it a margin under the floor; the held-out set or the model sees what it predicts)
     min_eval_loss: float | None = None
-    max_loss_swing: float | None = None      # std of the loss over the last steps
+    max_loss_swing: float | None = None      # step-to-step noise of the loss, last 40 steps
     require_finite: bool = True              # no non-finite loss or gradient at any step
     require_fit: bool = True                 # no simulated out-of-memory
     max_repeat_rate: float | None = None     # share of repeated 3-grams in generated text
