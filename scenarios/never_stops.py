@@ -30,13 +30,14 @@ SCENARIO = Scenario(
         "answers run to the limit, or end before they say anything. The team changed 'the\n"
         "training data pipeline and the server' this week. Find out why and fix the cause."),
     # Pretraining (the team's transformer checkpoint, sim/pretrained.py) then 150 SFT steps at lr
-    # 2e-2, cosine, no warmup. With a 10-step warmup 2 of 28 training seeds learnt too little
-    # (0.16 and 0.24 of the way to the floor, one of them a healthy incident under an unseen key);
-    # without it, 34 training seeds (0-5, 11-15, 4000-4005 and 17 others) reach 0.28-0.48 of the
-    # way, every answer stops, after 2.9-4.1 words, with P(EOS) 0.46-1.0 where a reply ends.
+    # 7e-3, cosine after a 10-step warmup. At lr 2e-2 without warmup 2 of 40 keyed healthy
+    # incidents learnt too little (0.12 and 0.22 of the way to the floor: too large a step
+    # straight from the checkpoint; 2e-2 with warmup and 1e-2 without left such seeds at
+    # 0.16-0.28). Now 40 keyed training seeds (review-h) reach 0.38-0.62 of the way, 0.875-1.0
+    # of the answers stop, after 3.4-5.9 words, with P(EOS) 0.31-0.99 where a reply ends.
     base={"base_model": "pretrained", "data": "sft", "seq_len": 12,
-          "sft_lengths": "four_word_answers", "vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 32, "steps": 150, "lr": 2e-2,
-          "warmup_steps": 0, "schedule": "cosine", "decode": "greedy", "gen_tokens": 10},
+          "sft_lengths": "four_word_answers", "vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 32, "steps": 150, "lr": 7e-3,
+          "warmup_steps": 10, "schedule": "cosine", "decode": "greedy", "gen_tokens": 10},
     causes=(
         Cause(
             id="eos_masked_as_padding",
@@ -120,11 +121,11 @@ SCENARIO = Scenario(
         Fix("cap_tokens", "Cap answers at 8 new tokens", config={"gen_tokens": 8}),
         Fix("lower_temperature", "Lower the temperature to 0.5", config={"temperature": 0.5}),
     ),
-    # Healthy (34 training seeds, see base): every answer stops, after 2.9-4.1 words on average
-    # (an earlier recipe with warmup stopped 0.62-1.0 of them). Padding masked and wrong stop id:
-    # no answer stops; no reply marker: answers of 0-2.2 words, or (some seeds) no EOS at all.
-    # Held-out loss: a quarter of the way from the unigram baseline to the floor (healthy runs
-    # reach 0.28-0.48 of it; see tests/test_learning.py's LOWER_BAR).
+    # Healthy (40 keyed training seeds, see base): 0.875-1.0 of the answers stop, after 3.4-5.9
+    # words on average. Padding masked and wrong stop id: no answer stops; no reply marker:
+    # answers of 0-2.2 words, or (some seeds) no EOS at all. Held-out loss: a quarter of the
+    # way from the unigram baseline to the floor (healthy runs reach 0.38-0.62 of it; see
+    # tests/test_learning.py's LOWER_BAR).
     criterion=Criterion(min_learnt=0.25, baselines=(0.7697, 2.356), min_stop_rate=0.4,
                         min_answer_words=2.5),
     resolves={
