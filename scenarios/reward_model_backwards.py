@@ -35,7 +35,7 @@ SCENARIO = Scenario(
     # accuracy 0.79-0.94, reward/length correlation -0.01-0.19, no tied pairs.
     base={"model": "reward", "base_model": "pretrained", "data": "preferences", "seq_len": 16,
           "vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 24,
-          "steps": 40, "lr": 2e-2, "warmup_steps": 0, "schedule": "cosine", "eval_every": 20},
+          "steps": 40, "lr": 1e-2, "warmup_steps": 4, "schedule": "cosine", "eval_every": 20},
     causes=(
         Cause(
             id="pairs_swapped",
