@@ -25,17 +25,21 @@ SCENARIO = Scenario(
         "with a value head, on preference pairs (a prompt, a chosen and a rejected answer;\n"
         "each row [BOS] prompt [SEP] answer [EOS], padded to a max_length of 16 tokens) with\n"
         "the pairwise ranking loss -log sigmoid(r_chosen - r_rejected). The rejected answers\n"
-        "come from a weak model that repeats itself. Last month's reward model ranked eight\n"
-        "or nine held-out pairs in ten the right way. This week's ranks them at chance, or\n"
+        "come from a weak model that repeats itself. Last month's reward model ranked about\n"
+        "nine held-out pairs in ten the right way. This week's ranks them at chance, or\n"
         "backwards, or by how long the answer is. Held-out pairs are built by the grader's own\n"
         "pipeline, with answer lengths drawn independently of which answer is better. Find\n"
         "out why and fix the cause."),
     # The team's pretrained transformer (sim/pretrained.py) with a value head, 40 steps of 24
-    # pairs at lr 2e-2, cosine, no warmup (about 0.5 s). Healthy on bare seeds 0-11: held-out
-    # accuracy 0.79-0.94, reward/length correlation -0.01-0.19, no tied pairs.
+    # pairs at lr 1e-2, 4 warmup steps, cosine (about 0.5 s). Healthy held-out accuracy: keyed
+    # incidents review-h 0-119 0.86-1.00, review-u 0-99 0.86-1.00; bare seeds 0-119 at least
+    # 0.76 (5th percentile 0.88, median 0.95); on bare seeds 0-11 reward/length correlation
+    # -0.16-0.12, no tied pairs. At lr 2e-2 with no warmup, full-size Adam steps from the first
+    # one knocked some seeds off the pretrained start (60 or 80 steps did not bring all of
+    # them back): keyed review-h 0.68-0.99, 2 of 120 under 0.7; bare as low as 0.64, 1 of 120.
     base={"model": "reward", "base_model": "pretrained", "data": "preferences", "seq_len": 16,
           "vocab_size": 14, "d_model": 32, "n_layer": 1, "n_head": 4, "batch_size": 24,
-          "steps": 40, "lr": 2e-2, "warmup_steps": 0, "schedule": "cosine", "eval_every": 20},
+          "steps": 40, "lr": 1e-2, "warmup_steps": 4, "schedule": "cosine", "eval_every": 20},
     causes=(
         Cause(
             id="pairs_swapped",
@@ -115,10 +119,11 @@ SCENARIO = Scenario(
         Fix("train_longer", "Train the reward model half as long again (60 steps)",
             config={"steps": 60}),
     ),
-    # Healthy (bare seeds 0-11): 0.79-0.94 of held-out pairs ranked right. Bare seeds 0-5:
-    # pairs swapped 0.03-0.19 (training batches 0.82-0.97); reward read at padding exactly 0.5
-    # (all tied); labels that follow length 0.47-0.55 (reward/length correlation 0.92-0.98).
-    # Training 60 steps instead of 40 changes none of them.
+    # Healthy (keyed incidents, see base): 0.86-1.00 of held-out pairs ranked right. Bare seeds
+    # 0-5: pairs swapped 0.03-0.07 (training batches 0.94-0.97); reward read at padding exactly
+    # 0.5 (all tied); labels that follow length 0.44-0.54 (reward/length correlation 0.88-0.95).
+    # Keyed (review-c 0-39, each cause): swapped 0.01-0.18, padding 0.5, length 0.45-0.61; none
+    # passes. Training 60 steps instead of 40 changes none of them.
     criterion=Criterion(min_pref_accuracy=0.7),
     resolves={
         "pairs_swapped": ("chosen_first",),
